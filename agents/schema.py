@@ -1,0 +1,251 @@
+"""The wire contract shared by agent and collector (one contract, two sides).
+
+Events are JSON objects with Elastic Common Schema (ECS) field names, nested the ECS way
+(``{"process": {"pid": 1}}``); sekimori's own fields live under ``sekimori.*``. This module is
+imported by the agent runtime, so it must stay standard-library only.
+
+Versioning: ``sekimori.schema`` on every event and ``schema`` on every batch carry
+``SCHEMA_VERSION``. A collector refuses versions it does not know, naming the version.
+
+Identity: ``event.id`` is derived from the event's canonical JSON (everything except
+``event.id`` itself and the fields the collector adds), so a resent event has the same id and
+storing it again is a no-op in every store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, TypedDict
+
+SCHEMA_VERSION: Final = 1
+BATCH_SCHEMA: Final = "sekimori.batch/1"
+
+EventKind = Literal[
+    "process_start",
+    "process_end",
+    "network_connection",
+    "network_listen",
+    "telemetry_gap",
+    "heartbeat",
+]
+EVENT_KINDS: Final[frozenset[str]] = frozenset(EventKind.__args__)  # type: ignore[attr-defined]
+
+# Scalar type names used by FIELD_TYPES. "timestamp" is an RFC 3339 string in UTC ("...Z").
+FieldType = Literal["str", "int", "bool", "timestamp", "ip", "list[str]", "list[ip]"]
+
+# Every field an event may carry, dotted ECS path -> type. Anything else is an unknown field.
+FIELD_TYPES: Final[Mapping[str, FieldType]] = {
+    "@timestamp": "timestamp",
+    "message": "str",
+    "tags": "list[str]",
+    # event.*
+    "event.id": "str",
+    "event.kind": "str",
+    "event.category": "list[str]",
+    "event.type": "list[str]",
+    "event.action": "str",
+    "event.module": "str",
+    "event.dataset": "str",
+    "event.outcome": "str",
+    "event.ingested": "timestamp",
+    # agent / host
+    "agent.id": "str",
+    "agent.name": "str",
+    "agent.type": "str",
+    "agent.version": "str",
+    "host.id": "str",
+    "host.name": "str",
+    "host.hostname": "str",
+    "host.ip": "list[ip]",
+    "host.os.type": "str",
+    "host.os.family": "str",
+    "host.os.name": "str",
+    "host.os.kernel": "str",
+    # user (owner of the process)
+    "user.id": "str",
+    "user.name": "str",
+    # process.*
+    "process.pid": "int",
+    "process.entity_id": "str",
+    "process.name": "str",
+    "process.executable": "str",
+    "process.command_line": "str",
+    "process.args": "list[str]",
+    "process.args_count": "int",
+    "process.working_directory": "str",
+    "process.start": "timestamp",
+    "process.end": "timestamp",
+    "process.exit_code": "int",
+    "process.hash.sha256": "str",
+    "process.parent.pid": "int",
+    "process.parent.entity_id": "str",
+    "process.parent.name": "str",
+    "process.parent.executable": "str",
+    "process.parent.command_line": "str",
+    # network.*
+    "network.transport": "str",
+    "network.type": "str",
+    "network.direction": "str",
+    "network.protocol": "str",
+    "source.ip": "ip",
+    "source.port": "int",
+    "destination.ip": "ip",
+    "destination.port": "int",
+    # sekimori.* (agent-set)
+    "sekimori.schema": "int",
+    "sekimori.seq": "int",
+    "sekimori.kind": "str",
+    "sekimori.gap.first_seq": "int",
+    "sekimori.gap.last_seq": "int",
+    "sekimori.gap.count": "int",
+    "sekimori.gap.reason": "str",
+    # sekimori.* (collector-set during enrichment; refused from agents)
+    "sekimori.zone.host": "str",
+    "sekimori.zone.source": "str",
+    "sekimori.zone.destination": "str",
+    "sekimori.role.source": "str",
+    "sekimori.role.destination": "str",
+}
+
+# Fields only the collector may set; an agent sending them is refused (no spoofed zones).
+COLLECTOR_FIELDS: Final[frozenset[str]] = frozenset(
+    {
+        "event.ingested",
+        "sekimori.zone.host",
+        "sekimori.zone.source",
+        "sekimori.zone.destination",
+        "sekimori.role.source",
+        "sekimori.role.destination",
+    }
+)
+
+# Fields every event must carry.
+REQUIRED_FIELDS: Final[tuple[str, ...]] = (
+    "@timestamp",
+    "event.id",
+    "event.kind",
+    "event.action",
+    "agent.id",
+    "host.name",
+    "sekimori.schema",
+    "sekimori.seq",
+    "sekimori.kind",
+)
+
+# Fields each kind must carry in addition to REQUIRED_FIELDS.
+KIND_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "process_start": ("process.pid", "process.executable"),
+    "process_end": ("process.pid",),
+    "network_connection": ("network.transport", "destination.ip", "destination.port"),
+    "network_listen": ("network.transport", "source.ip", "source.port"),
+    "telemetry_gap": ("sekimori.gap.first_seq", "sekimori.gap.last_seq", "sekimori.gap.count"),
+    "heartbeat": (),
+}
+
+
+class BatchEnvelope(TypedDict):
+    """What an agent POSTs to the collector's ``/v1/events``."""
+
+    schema: str
+    agent: dict[str, str]  # {"id": ..., "name": ...}
+    events: list[dict[str, Any]]
+
+
+class RejectedEvent(TypedDict):
+    index: int
+    event_id: str | None
+    reason: str
+
+
+class IngestResponse(TypedDict):
+    """What the collector answers. ``acked_seq`` is the highest agent sequence number that is
+    durably stored (or dead-lettered with its reason): the agent may drop its spool up to it."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedEvent]
+    acked_seq: int
+
+
+def utc_now_iso() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+def to_iso(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a ``Z``: the only timestamp form on the wire."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse the wire timestamp form (``Z`` or an explicit offset). Raises ValueError."""
+    if not isinstance(text, str) or "T" not in text:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return moment.astimezone(UTC)
+
+
+def canonical_json(value: object) -> str:
+    """Stable JSON text: sorted keys, no spaces, UTF-8 kept. Both sides hash this form."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def flatten(event: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (dotted path, leaf value) pairs; lists are leaves."""
+    for key, value in event.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def get_path(event: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted path, or None. Accepts nested and already-dotted keys."""
+    if path in event:
+        return event[path]
+    node: Any = event
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_path(event: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted path in a nested dict, creating parents."""
+    node = event
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _identity_view(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event without ``event.id`` and collector-set fields: what the id is computed over."""
+    view: dict[str, Any] = {}
+    for path, value in flatten(event):
+        if path == "event.id" or path in COLLECTOR_FIELDS:
+            continue
+        view[path] = value
+    return view
+
+
+def compute_event_id(event: Mapping[str, Any]) -> str:
+    """Deterministic id: sha256 of the canonical identity view, 32 hex chars (128 bits)."""
+    digest = hashlib.sha256(canonical_json(_identity_view(event)).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def seal(event: dict[str, Any]) -> dict[str, Any]:
+    """Stamp ``event.id`` onto an event in place and return it."""
+    set_path(event, "event.id", compute_event_id(event))
+    return event

@@ -1,0 +1,1 @@
+"""Sekimori collector: ingest, validation, zone enrichment, stores, alerts, timeline."""

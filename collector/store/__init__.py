@@ -1,0 +1,1 @@
+"""Event stores. ``open_store(url)`` picks the implementation; SQLite is the default."""

@@ -1,0 +1,69 @@
+"""The store contract every implementation fulfils (one contract test suite runs on all)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from collector.models import (
+    Alert,
+    AlertStatus,
+    DeadLetter,
+    EventQuery,
+    Resolution,
+    TriageRecord,
+    WriteResult,
+)
+
+
+class Store(Protocol):
+    def write_events(self, events: Sequence[dict[str, Any]]) -> WriteResult:
+        """Store enriched events; an event whose ``event.id`` exists already is a no-op."""
+        ...
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Events matching the query, oldest first."""
+        ...
+
+    def count_events(self) -> int: ...
+
+    def upsert_alert(self, alert: Alert) -> None: ...
+
+    def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    def find_open_alert(self, rule_id: str, entity: str, not_before: datetime) -> Alert | None:
+        """The newest open alert for (rule, entity) whose last_seen >= not_before."""
+        ...
+
+    def list_alerts(
+        self,
+        *,
+        status: AlertStatus | None = None,
+        host: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Alert]: ...
+
+    def set_alert_status(
+        self, alert_id: str, status: AlertStatus, resolution: Resolution | None
+    ) -> Alert: ...
+
+    def append_triage(self, record: TriageRecord) -> TriageRecord:
+        """Append to the hash-chained triage ledger; returns the record with seq and hashes."""
+        ...
+
+    def triage_records(
+        self,
+        *,
+        alert_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TriageRecord]: ...
+
+    def close(self) -> None: ...

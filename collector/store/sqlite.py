@@ -1,0 +1,423 @@
+"""Embedded default store: one SQLite file in WAL mode.
+
+Events are kept whole as JSON with a few indexed columns for timelines and playbook queries.
+``INSERT OR IGNORE`` on the deterministic ``event.id`` makes a resend a no-op. Triage records
+form a hash chain (each record's hash covers the previous hash), so editing or deleting one
+is detectable by ``verify_triage_chain``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agents.errors import NotFoundError, StoreError
+from agents.schema import canonical_json, get_path, parse_iso
+from collector.ledger import GENESIS_HASH, triage_hash
+from collector.models import (
+    MAX_ALERT_EVENT_IDS,
+    Alert,
+    AlertStatus,
+    DeadLetter,
+    EventQuery,
+    Resolution,
+    TriageRecord,
+    WriteResult,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pid INTEGER,
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_host_ts ON events(host, ts);
+CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
+CREATE INDEX IF NOT EXISTS events_agent_seq ON events(agent_id, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id TEXT NOT NULL,
+    event_id TEXT,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    level TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    host TEXT NOT NULL,
+    zone TEXT,
+    entity TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    event_ids TEXT NOT NULL,
+    status TEXT NOT NULL,
+    resolution TEXT,
+    description TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_rule_entity ON alerts(rule_id, entity, last_seen);
+CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts(last_seen);
+CREATE TABLE IF NOT EXISTS triage (
+    seq INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    playbook_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS triage_alert ON triage(alert_id);
+CREATE INDEX IF NOT EXISTS triage_at ON triage(at);
+"""
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class SqliteStore:
+    """The ``Store`` contract on one SQLite file (thread-safe: one connection, one lock)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open SQLite store: {exc}",
+                source=self.path,
+                remedy="check the data directory exists, is writable and the disk is not full",
+            ) from exc
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite write failed: {exc}", source=self.path) from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite read failed: {exc}", source=self.path) from exc
+
+    # -- events ---------------------------------------------------------------------------
+    def write_events(self, events: Sequence[dict[str, Any]]) -> WriteResult:
+        rows = [
+            (
+                get_path(ev, "event.id"),
+                _ts(parse_iso(ev["@timestamp"])),
+                get_path(ev, "host.name"),
+                get_path(ev, "sekimori.kind"),
+                get_path(ev, "process.pid"),
+                get_path(ev, "agent.id"),
+                get_path(ev, "sekimori.seq"),
+                orjson.dumps(ev),
+            )
+            for ev in events
+        ]
+        with self._tx() as conn:
+            ids = [row[0] for row in rows]
+            existing: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    r[0]
+                    for r in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk)
+                )
+            fresh: list[tuple[Any, ...]] = []
+            new_ids: set[str] = set()
+            for row in rows:
+                if row[0] not in existing and row[0] not in new_ids:
+                    new_ids.add(row[0])
+                    fresh.append(row)
+            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", fresh)
+        return WriteResult(new_ids=frozenset(new_ids), duplicates=len(rows) - len(fresh))
+
+    def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.host is not None:
+            where.append("host = ?")
+            params.append(query.host)
+        if query.since is not None:
+            where.append("ts >= ?")
+            params.append(_ts(query.since))
+        if query.until is not None:
+            where.append("ts <= ?")
+            params.append(_ts(query.until))
+        for column, values in (("kind", query.kinds), ("pid", query.pids), ("id", query.ids)):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        sql = "SELECT doc FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, agent_id, seq LIMIT ?"
+        params.append(query.limit)
+        return [orjson.loads(row[0]) for row in self._read(sql, params)]
+
+    def count_events(self) -> int:
+        return int(self._read("SELECT count(*) FROM events")[0][0])
+
+    def max_seq(self, agent_id: str) -> int:
+        """Highest stored sequence number for an agent (0 if none)."""
+        row = self._read("SELECT max(seq) FROM events WHERE agent_id = ?", (agent_id,))[0]
+        return int(row[0] or 0)
+
+    # -- dead letters ---------------------------------------------------------------------
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        rows = [(d.agent_id, d.event_id, d.reason, d.raw, _ts(d.received_at)) for d in letters]
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO dead_letters(agent_id, event_id, reason, raw, received_at)"
+                " VALUES (?,?,?,?,?)",
+                rows,
+            )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._read(
+            "SELECT agent_id, event_id, reason, raw, received_at FROM dead_letters"
+            " ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(agent_id=a, event_id=e, reason=r, raw=raw, received_at=_dt(t))
+            for a, e, r, raw, t in rows
+        ]
+
+    # -- alerts ---------------------------------------------------------------------------
+    def upsert_alert(self, alert: Alert) -> None:
+        row = (
+            alert.id,
+            alert.rule_id,
+            alert.title,
+            alert.level,
+            orjson.dumps(list(alert.tags)).decode(),
+            alert.host,
+            alert.zone,
+            alert.entity,
+            alert.count,
+            _ts(alert.first_seen),
+            _ts(alert.last_seen),
+            orjson.dumps(list(alert.event_ids[:MAX_ALERT_EVENT_IDS])).decode(),
+            alert.status,
+            alert.resolution,
+            alert.description,
+        )
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
+            )
+
+    _ALERT_COLUMNS = (
+        "id, rule_id, title, level, tags, host, zone, entity, count, first_seen, last_seen,"
+        " event_ids, status, resolution, description"
+    )
+
+    @staticmethod
+    def _alert(row: tuple[Any, ...]) -> Alert:
+        (
+            aid,
+            rule_id,
+            title,
+            level,
+            tags,
+            host,
+            zone,
+            entity,
+            count,
+            first,
+            last,
+            ids,
+            status,
+            resolution,
+            description,
+        ) = row
+        return Alert(
+            id=aid,
+            rule_id=rule_id,
+            title=title,
+            level=level,
+            tags=tuple(orjson.loads(tags)),
+            host=host,
+            zone=zone,
+            entity=entity,
+            count=count,
+            first_seen=_dt(first),
+            last_seen=_dt(last),
+            event_ids=tuple(orjson.loads(ids)),
+            status=status,
+            resolution=resolution,
+            description=description,
+        )
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        rows = self._read(f"SELECT {self._ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+        return self._alert(rows[0]) if rows else None
+
+    def find_open_alert(self, rule_id: str, entity: str, not_before: datetime) -> Alert | None:
+        rows = self._read(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts WHERE rule_id = ? AND entity = ?"
+            " AND status != 'closed' AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1",
+            (rule_id, entity, _ts(not_before)),
+        )
+        return self._alert(rows[0]) if rows else None
+
+    def list_alerts(
+        self,
+        *,
+        status: AlertStatus | None = None,
+        host: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Alert]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if host is not None:
+            where.append("host = ?")
+            params.append(host)
+        if since is not None:
+            where.append("last_seen >= ?")
+            params.append(_ts(since))
+        if until is not None:
+            where.append("first_seen <= ?")
+            params.append(_ts(until))
+        sql = f"SELECT {self._ALERT_COLUMNS} FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_seen DESC LIMIT ?"
+        params.append(limit)
+        return [self._alert(row) for row in self._read(sql, params)]
+
+    def set_alert_status(
+        self, alert_id: str, status: AlertStatus, resolution: Resolution | None
+    ) -> Alert:
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "UPDATE alerts SET status = ?, resolution = ? WHERE id = ?",
+                (status, resolution, alert_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(
+                    f"no alert with id {alert_id!r}", remedy="list alerts: sekimori alerts list"
+                )
+        alert = self.get_alert(alert_id)
+        if alert is None:  # deleted between the update and the read
+            raise NotFoundError(f"alert {alert_id!r} vanished during the update")
+        return alert
+
+    # -- triage ledger --------------------------------------------------------------------
+    def append_triage(self, record: TriageRecord) -> TriageRecord:
+        from dataclasses import replace
+
+        with self._tx() as conn:
+            last = conn.execute("SELECT seq, hash FROM triage ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            stamped = replace(record, seq=seq, prev_hash=prev)
+            stamped = replace(stamped, hash=triage_hash(prev, stamped))
+            conn.execute(
+                "INSERT INTO triage VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    stamped.seq,
+                    stamped.alert_id,
+                    stamped.playbook_id,
+                    stamped.step_id,
+                    stamped.kind,
+                    stamped.actor,
+                    _ts(stamped.at),
+                    canonical_json(stamped.detail),
+                    stamped.prev_hash,
+                    stamped.hash,
+                ),
+            )
+        return stamped
+
+    def triage_records(
+        self,
+        *,
+        alert_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[TriageRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if alert_id is not None:
+            where.append("alert_id = ?")
+            params.append(alert_id)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(_ts(since))
+        if until is not None:
+            where.append("at <= ?")
+            params.append(_ts(until))
+        sql = "SELECT seq, alert_id, playbook_id, step_id, kind, actor, at, detail, prev_hash, hash"
+        sql += " FROM triage"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        return [
+            TriageRecord(
+                seq=seq,
+                alert_id=alert,
+                playbook_id=pb,
+                step_id=step,
+                kind=kind,
+                actor=actor,
+                at=_dt(at),
+                detail=orjson.loads(detail),
+                prev_hash=prev,
+                hash=digest,
+            )
+            for seq, alert, pb, step, kind, actor, at, detail, prev, digest in self._read(
+                sql, params
+            )
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

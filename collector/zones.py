@@ -1,0 +1,207 @@
+"""β′ zones: which segment an address belongs to, and which infrastructure role it plays.
+
+``zones.yaml`` (see docs/zones.md) names the segments by CIDR and the infrastructure roles by
+address. Enrichment adds ``sekimori.zone.{host,source,destination}`` and
+``sekimori.role.{source,destination}`` so segment-policy rules become single-event matches.
+Addresses in no zone are ``external`` when globally routable, ``loopback`` for 127/8 and ::1,
+and ``unmapped`` otherwise (private or link-local space nobody described: worth a look).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from agents.errors import ConfigError
+from agents.schema import get_path, set_path
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+RESERVED_ZONES: Final = frozenset({"external", "loopback", "unmapped"})
+ROLES: Final = frozenset(
+    {
+        "security_cloud_proxy",
+        "sanitizer_gw",
+        "vdi_gw",
+        "dns_resolvers",
+        "mail_relay",
+        "ntp",
+        "collector",
+    }
+)
+_TOP_KEYS: Final = frozenset({"version", "zones", "roles"})
+_ZONE_KEYS: Final = frozenset({"cidrs", "description"})
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneMap:
+    """Longest-prefix lookup of zones and roles (entries sorted most specific first)."""
+
+    zones: tuple[tuple[IPNetwork, str], ...]
+    roles: tuple[tuple[IPNetwork, str], ...]
+    descriptions: Mapping[str, str]
+
+    def zone_of(self, ip: str) -> str:
+        addr = _addr(ip)
+        if addr is None:
+            return "unmapped"
+        for net, name in self.zones:
+            if addr.version == net.version and addr in net:
+                return name
+        if addr.is_loopback:
+            return "loopback"
+        if addr.is_global:
+            return "external"
+        return "unmapped"
+
+    def role_of(self, ip: str) -> str | None:
+        addr = _addr(ip)
+        if addr is None:
+            return None
+        for net, name in self.roles:
+            if addr.version == net.version and addr in net:
+                return name
+        return None
+
+    def enrich(self, event: dict[str, Any]) -> None:
+        """Add zone and role fields in place (only for addresses the event carries)."""
+        host_ips = get_path(event, "host.ip") or []
+        host_zone = None
+        for ip in host_ips:
+            zone = self.zone_of(ip)
+            if zone not in ("loopback", "unmapped", "external"):
+                host_zone = zone
+                break
+        if host_zone is None and host_ips:
+            host_zone = self.zone_of(host_ips[0])
+        if host_zone is not None:
+            set_path(event, "sekimori.zone.host", host_zone)
+        for side in ("source", "destination"):
+            ip = get_path(event, f"{side}.ip")
+            if isinstance(ip, str):
+                set_path(event, f"sekimori.zone.{side}", self.zone_of(ip))
+                role = self.role_of(ip)
+                if role is not None:
+                    set_path(event, f"sekimori.role.{side}", role)
+
+
+def _addr(ip: str) -> IPAddress | None:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _network(text: Any, where: str, source: str) -> IPNetwork:
+    if not isinstance(text, str):
+        raise ConfigError(f"{where}: expected a CIDR string, got {text!r}", source=source)
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}: {text!r} is not a valid CIDR ({exc})",
+            source=source,
+            remedy="write networks as 10.1.0.0/16 with the host bits zero",
+        ) from exc
+
+
+def _parse_zones(
+    raw: Mapping[str, Any], source: str
+) -> tuple[list[tuple[IPNetwork, str]], dict[str, str]]:
+    entries: list[tuple[IPNetwork, str]] = []
+    descriptions: dict[str, str] = {}
+    for name, body in raw.items():
+        where = f"zones.{name}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"zone name {name!r} must be an identifier", source=source)
+        if name in RESERVED_ZONES:
+            raise ConfigError(f"zone name {name!r} is reserved", source=source)
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with 'cidrs'", source=source)
+        unknown = set(body) - _ZONE_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}", source=source)
+        cidrs = body.get("cidrs")
+        if not isinstance(cidrs, list) or not cidrs:
+            raise ConfigError(f"{where}.cidrs: expected a non-empty list", source=source)
+        descriptions[name] = str(body.get("description", ""))
+        entries.extend((_network(c, f"{where}.cidrs", source), name) for c in cidrs)
+    for i, (net_a, zone_a) in enumerate(entries):
+        for net_b, zone_b in entries[i + 1 :]:
+            if zone_a != zone_b and net_a.version == net_b.version and net_a.overlaps(net_b):
+                raise ConfigError(
+                    f"zones {zone_a!r} ({net_a}) and {zone_b!r} ({net_b}) overlap",
+                    source=source,
+                    remedy="an address must belong to exactly one segment",
+                )
+    return entries, descriptions
+
+
+def _parse_roles(raw: Mapping[str, Any], source: str) -> list[tuple[IPNetwork, str]]:
+    entries: list[tuple[IPNetwork, str]] = []
+    for name, addresses in raw.items():
+        if name not in ROLES:
+            raise ConfigError(
+                f"unknown role {name!r}",
+                source=source,
+                remedy=f"roles are: {', '.join(sorted(ROLES))}",
+            )
+        if not isinstance(addresses, list):
+            raise ConfigError(f"roles.{name}: expected a list of addresses", source=source)
+        for item in addresses:
+            text = str(item)
+            if "/" not in text:  # a bare address is a host route
+                text += "/128" if ":" in text else "/32"
+            entries.append((_network(text, f"roles.{name}", source), name))
+    return entries
+
+
+def parse_zones(raw: Any, source: str = "zones.yaml") -> ZoneMap:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("expected a mapping with 'zones' (and optional 'roles')", source=source)
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {sorted(unknown)}", source=source)
+    if raw.get("version", 1) != 1:
+        raise ConfigError(f"unsupported version {raw.get('version')!r} (expected 1)", source=source)
+    zones_raw = raw.get("zones")
+    if not isinstance(zones_raw, Mapping) or not zones_raw:
+        raise ConfigError("'zones' must be a non-empty mapping", source=source)
+    roles_raw = raw.get("roles") or {}
+    if not isinstance(roles_raw, Mapping):
+        raise ConfigError("'roles' must be a mapping of role -> addresses", source=source)
+    zones, descriptions = _parse_zones(zones_raw, source)
+    roles = _parse_roles(roles_raw, source)
+    by_prefix = lambda item: -item[0].prefixlen  # noqa: E731
+    return ZoneMap(
+        zones=tuple(sorted(zones, key=by_prefix)),
+        roles=tuple(sorted(roles, key=by_prefix)),
+        descriptions=descriptions,
+    )
+
+
+def load_zones(path: Path) -> ZoneMap:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read zones file: {exc}", source=str(path)) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {exc}", source=str(path), line=line) from exc
+    return parse_zones(raw, str(path))
+
+
+def example_zones_path() -> Path:
+    return Path(__file__).parent / "data" / "zones.example.yaml"

@@ -1,0 +1,75 @@
+"""pySigma processing pipeline: Sigma field names -> sekimori's ECS fields (Linux and network).
+
+pySigma ships ``ecs_windows`` but nothing for Linux endpoints, so this is ours. Field names the
+mapping does not know (for instance ECS names such as ``sekimori.zone.destination`` written
+directly in a rule) pass through unchanged. Fields we have no data for (``Hashes`` entries
+other than SHA256, ``DestinationHostname``) are mapped to names no event carries, so they never
+match instead of silently matching something else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import (
+    FieldMappingTransformation,
+    HashesFieldsDetectionItemTransformation,
+)
+
+PIPELINE_NAME: Final = "sekimori_linux_ecs"
+
+# Sigma (Sysmon-style) field name -> dotted ECS path in sekimori events.
+SIGMA_TO_ECS: Final[Mapping[str, str]] = {
+    # process_creation / process_termination
+    "Image": "process.executable",
+    "CommandLine": "process.command_line",
+    "ParentImage": "process.parent.executable",
+    "ParentCommandLine": "process.parent.command_line",
+    "ProcessId": "process.pid",
+    "ParentProcessId": "process.parent.pid",
+    "CurrentDirectory": "process.working_directory",
+    "User": "user.name",
+    "LogonId": "user.id",
+    "OriginalFileName": "process.name",
+    "ProcessGuid": "process.entity_id",
+    "ParentProcessGuid": "process.parent.entity_id",
+    "Hash_SHA256": "process.hash.sha256",
+    "sha256": "process.hash.sha256",
+    "SHA256": "process.hash.sha256",
+    # network_connection / network_listen
+    "DestinationIp": "destination.ip",
+    "DestinationPort": "destination.port",
+    "SourceIp": "source.ip",
+    "SourcePort": "source.port",
+    "Protocol": "network.transport",
+    "Initiated": "network.direction",
+    # Not produced by the agent (no DNS resolution of peers): a name no event carries.
+    "DestinationHostname": "destination.domain",
+    "SourceHostname": "source.domain",
+    # Event-level
+    "Computer": "host.name",
+    "ComputerName": "host.name",
+}
+
+
+def sekimori_pipeline() -> ProcessingPipeline:
+    """A fresh pipeline (pipelines carry per-apply state, so never share one across threads)."""
+    return ProcessingPipeline(
+        name=PIPELINE_NAME,
+        priority=20,
+        items=[
+            ProcessingItem(
+                identifier="sekimori_hashes",
+                transformation=HashesFieldsDetectionItemTransformation(
+                    valid_hash_algos=["MD5", "SHA1", "SHA256", "SHA512", "IMPHASH"],
+                    field_prefix="Hash_",
+                ),
+            ),
+            ProcessingItem(
+                identifier="sekimori_field_mapping",
+                transformation=FieldMappingTransformation(dict(SIGMA_TO_ECS)),
+            ),
+        ],
+    )
