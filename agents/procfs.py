@@ -107,6 +107,7 @@ class ProcFS:
         self._users: dict[int, str | None] = {}
         self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
         self._boot_time: float | None = None
+        self._boot_id: str | None = None
 
     @property
     def live(self) -> bool:
@@ -129,7 +130,9 @@ class ProcFS:
         return 0.0
 
     def boot_id(self) -> str:
-        return (self.read_text("sys/kernel/random/boot_id") or "").strip()
+        if self._boot_id is None:
+            self._boot_id = (self.read_text("sys/kernel/random/boot_id") or "").strip()
+        return self._boot_id
 
     def user_name(self, uid: int) -> str | None:
         if uid not in self._users:

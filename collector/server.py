@@ -17,6 +17,7 @@ import hmac
 import logging
 import secrets
 import ssl
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ async def ingest(request: web.Request) -> web.Response:
         status = 413 if isinstance(exc, TooLargeError) else 400
         return _json(status, {"error": exc.message})
     except StoreError as exc:
-        log.exception("store failure, asking the agent to retry: %s", exc)
+        log.exception("store failure, asking the agent to retry")
         return _json(503, {"error": f"store unavailable: {exc.message}"}, {"Retry-After": "2"})
     return _json(200, dict(response))
 
@@ -100,8 +101,8 @@ def _dead_letter_body(pipeline: IngestPipeline, body: bytes, reason: str) -> Non
                 )
             ]
         )
-    except StoreError as exc:
-        log.exception("could not dead-letter a refused body: %s", exc)
+    except StoreError:
+        log.exception("could not dead-letter a refused body")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -129,13 +130,20 @@ def make_app(pipeline: IngestPipeline, token: str) -> web.Application:
 
 
 async def serve(
-    app: web.Application, host: str, port: int, context: ssl.SSLContext, stop: asyncio.Event
+    app: web.Application,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    stop: asyncio.Event,
+    ready: threading.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set; then close listeners and finish in-flight requests."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
     await site.start()
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:

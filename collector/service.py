@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from agents.errors import ConfigError
+from agents.errors import ConfigError, SekimoriError
 from collector.alerts import AlertManager
 from collector.pipeline import IngestPipeline
 from collector.server import ensure_token, make_app, serve
@@ -87,26 +87,51 @@ def build_collector(config: CollectorConfig) -> Collector:
     return Collector(config, store, zones, rules, pipeline, tls, token)
 
 
-def run_collector(
-    collector: Collector,
-    stop: asyncio.Event | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> None:
-    """Serve until ``stop`` is set (or forever); blocks the calling thread."""
+class CollectorThread:
+    """Runs a collector's HTTPS server in a background thread with its own event loop."""
 
-    async def main() -> None:
-        stop_event = stop or asyncio.Event()
-        app = make_app(collector.pipeline, collector.token)
-        context = server_context(collector.tls)
-        task = asyncio.create_task(
-            serve(app, collector.config.host, collector.config.port, context, stop_event)
-        )
-        await asyncio.sleep(0.05)
-        if on_ready is not None:
-            on_ready()
-        await task
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
 
-    try:
-        asyncio.run(main())
-    finally:
-        collector.store.close()
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            app = make_app(self.collector.pipeline, self.collector.token)
+            context = server_context(self.collector.tls)
+            config = self.collector.config
+            await serve(app, config.host, config.port, context, self._stop, self._ready)
+
+        try:
+            asyncio.run(main())
+        except (OSError, SekimoriError) as exc:  # surfaced to the caller by start()/wait()
+            self._error = exc
+            self._ready.set()
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ConfigError("the collector did not start listening in time")
+        if self._error is not None:
+            config = self.collector.config
+            raise ConfigError(
+                f"collector cannot listen on {config.host}:{config.port}: {self._error}",
+                remedy="choose another --port or stop what is using it",
+            ) from self._error
+
+    def wait(self) -> None:
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+        if self._error is not None:
+            raise ConfigError(f"collector stopped: {self._error}") from self._error
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+        self.collector.store.close()

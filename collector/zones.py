@@ -3,8 +3,9 @@
 ``zones.yaml`` (see docs/zones.md) names the segments by CIDR and the infrastructure roles by
 address. Enrichment adds ``sekimori.zone.{host,source,destination}`` and
 ``sekimori.role.{source,destination}`` so segment-policy rules become single-event matches.
-Addresses in no zone are ``external`` when globally routable, ``loopback`` for 127/8 and ::1,
-and ``unmapped`` otherwise (private or link-local space nobody described: worth a look).
+Addresses in no zone are ``loopback`` (127/8, ::1), ``unmapped`` when site-local (RFC 1918,
+CGNAT, link-local, ULA, unspecified, multicast: space nobody described, worth a look) and
+``external`` otherwise (the outside world, documentation ranges included).
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ ROLES: Final = frozenset(
         "collector",
     }
 )
+# Address space that is site-local by definition: never "external" even when no zone names it.
+_LOCAL_NETS: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 _TOP_KEYS: Final = frozenset({"version", "zones", "roles"})
 _ZONE_KEYS: Final = frozenset({"cidrs", "description"})
 
@@ -56,9 +70,9 @@ class ZoneMap:
                 return name
         if addr.is_loopback:
             return "loopback"
-        if addr.is_global:
-            return "external"
-        return "unmapped"
+        if addr.is_unspecified or addr.is_multicast or any(addr in n for n in _LOCAL_NETS):
+            return "unmapped"
+        return "external"
 
     def role_of(self, ip: str) -> str | None:
         addr = _addr(ip)

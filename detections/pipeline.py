@@ -54,6 +54,12 @@ SIGMA_TO_ECS: Final[Mapping[str, str]] = {
 }
 
 
+def _mapping() -> dict[str | None, str | list[str]]:
+    mapping: dict[str | None, str | list[str]] = {}
+    mapping.update(SIGMA_TO_ECS)
+    return mapping
+
+
 def sekimori_pipeline() -> ProcessingPipeline:
     """A fresh pipeline (pipelines carry per-apply state, so never share one across threads)."""
     return ProcessingPipeline(
@@ -69,7 +75,7 @@ def sekimori_pipeline() -> ProcessingPipeline:
             ),
             ProcessingItem(
                 identifier="sekimori_field_mapping",
-                transformation=FieldMappingTransformation(dict(SIGMA_TO_ECS)),
+                transformation=FieldMappingTransformation(_mapping()),
             ),
         ],
     )

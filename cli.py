@@ -1,0 +1,284 @@
+"""``sekimori`` command line: a thin layer that parses, dispatches and maps errors to exit codes.
+
+Exit codes: 0 ok; 1 generic failure; 2 configuration; 3 bad input; 4 rule; 5 playbook;
+6 store; 7 not found; 8 transport; 9 permission; 10 a check found problems (audit verify,
+rules validate/test); 130 interrupted (Ctrl-C). ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from agents.errors import ConfigError, NotFoundError, SekimoriError
+
+EXIT_CHECK_FAILED = 10
+console = Console()
+err_console = Console(stderr=True)
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("SEKIMORI_DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sekimori"
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """``30m``/``2h``/``7d`` ago, ``now``, or an ISO-8601 timestamp (UTC if no zone)."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text == "now":
+        return now
+    if text[:-1].isdigit() and text[-1:] in units:
+        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot read time {text!r}", remedy="use 30m, 2h, 7d, now or 2026-11-26T06:00:00Z"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def fail(exc: SekimoriError, debug: bool) -> NoReturn:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    if exc.remedy:
+        err_console.print(f"[yellow]hint:[/] {exc.remedy}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+class SekimoriGroup(click.Group):
+    """Maps domain errors to numbered exit codes, Ctrl-C to 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except SekimoriError as exc:
+            fail(exc, debug)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=default_data_dir,
+    show_default="$SEKIMORI_DATA_DIR or ~/.local/share/sekimori",
+    help="Where the collector keeps its store, certificates and zones.yaml.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(cls=SekimoriGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="sekimori")
+def cli(debug: bool) -> None:
+    """sekimori (関守): zero-trust security monitoring for β′-model networks."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _open_store(data_dir: Path) -> Any:
+    from collector.store.sqlite import SqliteStore
+
+    path = data_dir / "sekimori.db"
+    if not path.exists():
+        raise NotFoundError(
+            f"no sekimori store in {data_dir}",
+            remedy="start sekimori first (sekimori up), or pass --data-dir",
+        )
+    return SqliteStore(path)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------------------- alerts
+@cli.group()
+def alerts() -> None:
+    """List and inspect alerts."""
+
+
+LEVEL_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+@alerts.command("list")
+@data_dir_option
+@click.option("--status", type=click.Choice(["open", "in_progress", "closed"]))
+@click.option("--host")
+@click.option("--since", help="Only alerts last seen after this (30m, 2h, 7d, ISO time).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+def alerts_list(
+    data_dir: Path, status: Any, host: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """List alerts, newest first."""
+    store = _open_store(data_dir)
+    found = store.list_alerts(
+        status=status, host=host, since=parse_when(since) if since else None, limit=limit
+    )
+    if as_json:
+        _print_json([a.to_json() for a in found])
+        return
+    table = Table(title=f"{len(found)} alert(s)")
+    for column in ("id", "level", "title", "host", "zone", "count", "last seen", "status"):
+        table.add_column(column)
+    for a in found:
+        table.add_row(
+            a.id,
+            f"[{LEVEL_STYLE.get(a.level, '')}]{a.level}[/]",
+            a.title,
+            a.host,
+            a.zone or "-",
+            str(a.count),
+            a.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            a.status,
+        )
+    console.print(table)
+
+
+@alerts.command("show")
+@click.argument("alert_id")
+@data_dir_option
+@json_option
+def alerts_show(alert_id: str, data_dir: Path, as_json: bool) -> None:
+    """Show one alert with its matching events."""
+    from collector.models import EventQuery
+    from collector.timeline import summarise_event
+
+    store = _open_store(data_dir)
+    alert = store.get_alert(alert_id)
+    if alert is None:
+        raise NotFoundError(f"no alert with id {alert_id!r}", remedy="sekimori alerts list")
+    events = store.query_events(EventQuery(ids=alert.event_ids))
+    if as_json:
+        _print_json({**alert.to_json(), "events": events})
+        return
+    console.print(f"[bold]{alert.id}[/]  {alert.title}")
+    for label, value in (
+        ("level", alert.level),
+        ("rule", alert.rule_id),
+        ("tags", ", ".join(alert.tags)),
+        ("host / zone", f"{alert.host} / {alert.zone or '-'}"),
+        ("count", str(alert.count)),
+        ("first / last seen", f"{alert.first_seen:%Y-%m-%d %H:%M:%S} / {alert.last_seen:%H:%M:%S}"),
+        ("status", f"{alert.status} {alert.resolution or ''}"),
+    ):
+        console.print(f"  {label:18} {value}", highlight=False)
+    if alert.description:
+        console.print(f"  {alert.description}", highlight=False)
+    console.print(f"  events ({len(events)} shown):")
+    for ev in events:
+        console.print(f"    {ev['@timestamp']}  {summarise_event(ev)}", highlight=False)
+    console.print(f"next: sekimori triage {alert.id}   |   sekimori timeline --alert {alert.id}")
+
+
+# -------------------------------------------------------------------------- timeline
+@cli.command()
+@data_dir_option
+@click.option("--alert", "alert_id", help="Timeline around this alert.")
+@click.option("--host", help="Timeline of this host (with --since/--until).")
+@click.option("--since", default="1h", show_default=True)
+@click.option("--until", default="now", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def timeline(
+    data_dir: Path, alert_id: str | None, host: str | None, since: str, until: str, fmt: str
+) -> None:
+    """Events, alerts and triage records of a host or an alert, in time order."""
+    from collector.timeline import alert_timeline, host_timeline
+
+    if bool(alert_id) == bool(host):
+        raise ConfigError("give exactly one of --alert ID or --host NAME")
+    store = _open_store(data_dir)
+    if alert_id:
+        entries = alert_timeline(store, alert_id)
+    else:
+        entries = host_timeline(store, host or "", parse_when(since), parse_when(until))
+    rows = [e.to_json() for e in entries]
+    if fmt == "json":
+        _print_json(rows)
+    elif fmt == "csv":
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=["at", "kind", "host", "summary", "ref", "level"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(title=f"timeline: {alert_id or host} ({len(rows)} entries)")
+        for column in ("time (UTC)", "kind", "summary", "ref"):
+            table.add_column(column, overflow="fold")
+        styles = {"alert": "bold red", "triage": "bold cyan", "event": ""}
+        for e in entries:
+            table.add_row(
+                e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                f"[{styles[e.kind]}]{e.kind}[/]" if styles[e.kind] else e.kind,
+                e.summary,
+                e.ref[:14],
+            )
+        console.print(table)
+
+
+# ----------------------------------------------------------------------------- audit
+@cli.group()
+def audit() -> None:
+    """Check the tamper-evident triage ledger."""
+
+
+@audit.command("verify")
+@data_dir_option
+@json_option
+def audit_verify(data_dir: Path, as_json: bool) -> None:
+    """Verify the hash chain of every triage record (exit 10 if broken)."""
+    from collector.ledger import verify_triage_chain
+
+    store = _open_store(data_dir)
+    records = store.triage_records()
+    problems = verify_triage_chain(records)
+    if as_json:
+        _print_json({"records": len(records), "problems": problems})
+    elif problems:
+        for problem in problems:
+            err_console.print(f"[red]broken:[/] {problem}")
+    else:
+        head = records[-1].hash[:16] if records else "-"
+        console.print(f"ledger intact: {len(records)} record(s), head {head}")
+    if problems:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="sekimori")
+
+
+if __name__ == "__main__":
+    main()

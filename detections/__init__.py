@@ -1,0 +1,30 @@
+"""Sigma detection for sekimori: load rules, compile them, match streaming events.
+
+    rules = load_rules([default_rules_dir()])
+    for match in rules.match(event):   # event: nested ECS dict with sekimori.kind
+        ...
+    rules.errors    # every broken rule (RuleError with file, line, problem)
+    rules.skipped   # valid rules for logsources sekimori never produces, with the reason
+"""
+
+from __future__ import annotations
+
+from detections.loader import default_rules_dir, load_rules
+from detections.logsources import LogsourceRoute, LogsourceRouter, Route
+from detections.model import CompiledRule, Match, SkippedRule
+from detections.pipeline import SIGMA_TO_ECS, sekimori_pipeline
+from detections.ruleset import RuleSet
+
+__all__ = [
+    "SIGMA_TO_ECS",
+    "CompiledRule",
+    "LogsourceRoute",
+    "LogsourceRouter",
+    "Match",
+    "Route",
+    "RuleSet",
+    "SkippedRule",
+    "default_rules_dir",
+    "load_rules",
+    "sekimori_pipeline",
+]

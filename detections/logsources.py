@@ -1,0 +1,106 @@
+"""Logsource routing: which ``sekimori.kind`` values a Sigma rule's logsource applies to.
+
+The engine indexes rules by event kind, so each event is only tested against rules that can
+apply to it. A logsource sekimori never produces (Windows, macOS, a service we do not collect)
+yields a :class:`Route` with no kinds and a reason, which the loader reports as a skipped rule
+rather than dropping silently.
+
+To add a platform later (e.g. Windows via Sysmon), append :class:`LogsourceRoute` entries for
+its product; a route can only widen what is accepted, never change existing Linux behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from sigma.rule import SigmaLogSource
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogsourceRoute:
+    """Sigma ``category`` (+ allowed ``product`` values) -> sekimori event kinds."""
+
+    category: str
+    kinds: frozenset[str]
+    products: frozenset[str | None] = frozenset({None, "linux"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kinds: frozenset[str]
+    reason: str | None = None  # why nothing is routed (only set when kinds is empty)
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.kinds)
+
+
+NETWORK_PRODUCTS: Final[frozenset[str | None]] = frozenset({None, "linux", "sekimori"})
+
+LINUX_ROUTES: Final[tuple[LogsourceRoute, ...]] = (
+    LogsourceRoute(category="process_creation", kinds=frozenset({"process_start"})),
+    LogsourceRoute(category="process_termination", kinds=frozenset({"process_end"})),
+    LogsourceRoute(
+        category="network_connection",
+        kinds=frozenset({"network_connection"}),
+        products=NETWORK_PRODUCTS,
+    ),
+    LogsourceRoute(
+        category="network_listen", kinds=frozenset({"network_listen"}), products=NETWORK_PRODUCTS
+    ),
+    LogsourceRoute(
+        category="sekimori_telemetry",
+        kinds=frozenset({"telemetry_gap", "heartbeat"}),
+        products=frozenset({None, "sekimori"}),
+    ),
+)
+
+
+class LogsourceRouter:
+    """Maps a rule's logsource to the event kinds it is evaluated on."""
+
+    def __init__(self, routes: Sequence[LogsourceRoute] = LINUX_ROUTES) -> None:
+        self._routes = tuple(routes)
+        self._categories = frozenset(route.category for route in self._routes)
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return self._categories
+
+    def route(self, logsource: SigmaLogSource) -> Route:
+        category, product, service = logsource.category, logsource.product, logsource.service
+        if service is not None:
+            return Route(
+                frozenset(),
+                f"service {service!r} is not collected by sekimori agents "
+                f"(routed categories: {', '.join(sorted(self._categories))})",
+            )
+        if category is None:
+            return Route(
+                frozenset(),
+                f"no category (product {product!r}); sekimori routes rules by category",
+            )
+        kinds: set[str] = set()
+        products_seen: set[str | None] = set()
+        for route in self._routes:
+            if route.category != category:
+                continue
+            products_seen |= route.products
+            if product in route.products:
+                kinds |= route.kinds
+        if kinds:
+            return Route(frozenset(kinds))
+        if products_seen:
+            accepted = ", ".join(sorted(str(p) for p in products_seen if p is not None))
+            return Route(
+                frozenset(),
+                f"product {product!r} for category {category!r} is not produced by sekimori "
+                f"agents (accepted products: {accepted}, or none)",
+            )
+        return Route(
+            frozenset(),
+            f"category {category!r} is not produced by sekimori agents "
+            f"(routed categories: {', '.join(sorted(self._categories))})",
+        )
