@@ -76,20 +76,20 @@ def test_dead_letters_keep_raw(store: SqliteStore) -> None:
 
 
 def _alert(**kw: object) -> Alert:
-    base: dict[str, object] = dict(
-        id="A-1",
-        rule_id="r1",
-        title="t",
-        level="high",
-        tags=("attack.execution",),
-        host="pc-01",
-        zone="internet",
-        entity="pc-01",
-        count=1,
-        first_seen=T0,
-        last_seen=T0,
-        event_ids=("e1",),
-    )
+    base: dict[str, object] = {
+        "id": "A-1",
+        "rule_id": "r1",
+        "title": "t",
+        "level": "high",
+        "tags": ("attack.execution",),
+        "host": "pc-01",
+        "zone": "internet",
+        "entity": "pc-01",
+        "count": 1,
+        "first_seen": T0,
+        "last_seen": T0,
+        "event_ids": ("e1",),
+    }
     base.update(kw)
     return Alert(**base)  # type: ignore[arg-type]
 
