@@ -29,7 +29,7 @@ from typing import Any
 
 from agents.errors import ConfigError
 from agents.schema import canonical_json, seal
-from agents.spool_format import RecordPos, encode_record, scan
+from agents.spool_format import HEADER, RecordPos, encode_record, scan
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class Spool:
         holes = [s for s in range(self.floor_seq + 1, self.next_seq) if s not in have]
         for first, last in _ranges(holes):
             self._emit_gap(first, last, last - first + 1, "spool_corrupt")
+        self._flush_gaps()
         self._save_state()
 
     # -- writing -------------------------------------------------------------------------------
@@ -156,13 +157,16 @@ class Spool:
         """Assign seqs, seal and write ``events``; fsync per the policy. Returns the seqs."""
         with self._lock:
             seqs = [self._write_event(event) for event in events]
-            while self._pending_gap:
-                first, last, count = self._pending_gap
-                self._pending_gap = []
-                self._emit_gap(first, last, count, "spool_full")
+            self._flush_gaps()
             self.stats.appended += len(seqs)
             self._maybe_sync()
             return seqs
+
+    def _flush_gaps(self) -> None:
+        while self._pending_gap:  # a gap event may itself push out another segment
+            first, last, count = self._pending_gap
+            self._pending_gap = []
+            self._emit_gap(first, last, count, "spool_full")
 
     def _emit_gap(self, first: int, last: int, count: int, reason: str) -> None:
         log.warning("spool gap: %d event(s) lost, seq %d..%d (%s)", count, first, last, reason)
@@ -267,8 +271,7 @@ class Spool:
                         ):
                             break
                         handle.seek(record.payload_offset)
-                        payloads.append(handle.read(record.size - (record.payload_offset
-                                                                   - record.offset)))
+                        payloads.append(handle.read(record.size - HEADER.size))
                         seqs.append(record.seq)
                         size += record.size
                 if len(payloads) >= max_events or size >= max_bytes:

@@ -1,0 +1,57 @@
+"""The dependency direction of DESIGN.md: cli -> playbooks -> collector -> detections -> agents.
+
+Two checks: import-linter's layers contract over the whole tree (pyproject.toml), and a
+run-time check that importing every agent module pulls in no third-party or upper-layer
+module (the agent must stay small enough for thousands of staff PCs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FORBIDDEN_IN_AGENT = (
+    "collector", "detections", "playbooks", "cli", "click", "sigma", "aiohttp", "orjson",
+    "yaml", "rich", "opensearchpy", "elasticsearch", "pandas", "scapy",
+)
+
+
+def test_layers_contract_holds() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint), str(REPO / "pyproject.toml")],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def test_agent_runtime_imports_only_the_standard_library() -> None:
+    probe = """
+import importlib, pkgutil, sys, agents
+for info in pkgutil.walk_packages(agents.__path__, "agents."):
+    importlib.import_module(info.name)
+print("\\n".join(sorted(sys.modules)))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = {name.split(".")[0] for name in result.stdout.split()}
+    assert "agents" in loaded
+    bad = sorted(loaded & set(FORBIDDEN_IN_AGENT))
+    assert bad == [], f"agent runtime pulls in {bad}"
+
+
+def test_nothing_imports_the_cli() -> None:
+    offenders = [
+        str(path.relative_to(REPO))
+        for package in ("agents", "collector", "detections", "playbooks")
+        for path in (REPO / package).rglob("*.py")
+        if any(
+            line.strip().startswith(("import cli", "from cli "))
+            for line in path.read_text(encoding="utf-8").splitlines()
+        )
+    ]
+    assert offenders == []
