@@ -77,7 +77,7 @@ class TransportError(SekimoriError):
     exit_code = 8
 
 
-class PermissionDenied(SekimoriError):
+class PermissionDenied(SekimoriError):  # noqa: N818 - public name kept
     """A privilege is missing (e.g. root for the netlink process connector)."""
 
     exit_code = 9

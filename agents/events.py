@@ -12,10 +12,17 @@ from typing import Any
 
 from agents import __version__
 from agents.hostinfo import HostInfo
-from agents.procfs import MAX_COMMAND_LINE, ProcessInfo, UserResolver, join_args
+from agents.procfs import MAX_ARGS, MAX_COMMAND_LINE, ProcessInfo, UserResolver, join_args
 from agents.schema import SCHEMA_VERSION, EventKind, to_iso
-from agents.sources.base import Connection, Listen, Owner, ProcessEnd, ProcessStart, Record
-from agents.sources.base import SourceGap
+from agents.sources.base import (
+    Connection,
+    Listen,
+    Owner,
+    ProcessEnd,
+    ProcessStart,
+    Record,
+    SourceGap,
+)
 
 Event = dict[str, Any]
 
@@ -28,13 +35,10 @@ def _compact(value: dict[str, Any]) -> dict[str, Any]:
     """Drop None values and empty sub-dicts (the collector refuses nulls for typed fields)."""
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if isinstance(item, dict):
-            item = _compact(item)
-            if not item:
-                continue
-        if item is None:
+        cleaned = _compact(item) if isinstance(item, dict) else item
+        if cleaned is None or cleaned == {}:
             continue
-        out[key] = item
+        out[key] = cleaned
     return out
 
 
@@ -100,7 +104,7 @@ class EventBuilder:
         if rec.partial:
             tags.append("partial")
             event["message"] = "process exited before /proc could be read completely"
-        if info.args and len(join_args(info.args)) >= MAX_COMMAND_LINE:
+        if len(info.args) > MAX_ARGS or len(join_args(info.args)) >= MAX_COMMAND_LINE:
             tags.append("truncated")
         if tags:
             event["tags"] = tags
@@ -216,7 +220,7 @@ def _process_fields(info: ProcessInfo) -> dict[str, Any]:
         "start": iso(info.start) if info.start is not None else None,
     }
     if info.args:
-        fields["args"] = list(info.args)
+        fields["args"] = [arg[:MAX_COMMAND_LINE] for arg in info.args[:MAX_ARGS]]
         fields["args_count"] = len(info.args)
     return fields
 

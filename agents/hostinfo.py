@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import platform
 import socket
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def local_ips(proc_root: Path = Path("/proc")) -> tuple[str, ...]:
         lines = (proc_root / "net/fib_trie").read_text().splitlines()
     except OSError:
         lines = []
-    for prev, line in zip(lines, lines[1:], strict=False):
+    for prev, line in itertools.pairwise(lines):
         if "/32 host LOCAL" in line:
             candidate = prev.split()[-1]
             if candidate not in found:

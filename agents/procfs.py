@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_COMMAND_LINE = 32 * 1024  # longer command lines are cut (and the event tagged "truncated")
+MAX_ARGS = 1024  # the collector refuses longer lists; args_count keeps the real count
 
 UserResolver = Callable[[int], str | None]
 
@@ -149,18 +150,19 @@ class ProcFS:
 
     def read_text(self, rel: str) -> str | None:
         data = self.read_bytes(rel)
-        return None if data is None else data.decode("utf-8", "surrogateescape")
+        return None if data is None else data.decode("utf-8", "backslashreplace")
 
     def readlink(self, rel: str) -> str | None:
         try:
-            target = os.readlink(self.root / rel)
+            target = os.readlink(os.fsencode(self.root / rel))  # noqa: PTH115 - hot path
         except OSError:
             return None
-        return target.removesuffix(" (deleted)")
+        # Non-UTF-8 names become \x escapes: events must be valid Unicode (I-JSON).
+        return target.decode("utf-8", "backslashreplace").removesuffix(" (deleted)")
 
     def pids(self) -> list[int]:
         try:
-            names = os.listdir(self.root)
+            names = os.listdir(self.root)  # noqa: PTH208 - hot path
         except OSError:
             return []
         return sorted(int(name) for name in names if name.isdigit())
@@ -182,7 +184,7 @@ class ProcFS:
         raw = self.read_bytes(f"{pid}/cmdline") or b""
         if not raw:
             return ()
-        text = raw.decode("utf-8", "surrogateescape")
+        text = raw.decode("utf-8", "backslashreplace")
         return tuple(text.rstrip("\0").split("\0"))
 
     def process(self, pid: int) -> ProcessInfo:

@@ -124,8 +124,9 @@ class Shipper:
             status, headers, data = self._post(self.body(batch))
         except ssl.SSLCertVerificationError as exc:
             self._close()
-            log.error("collector certificate not trusted: %s (is --ca the collector's ca.pem?)",
-                      exc)
+            log.error(  # noqa: TRY400 - the message says it all
+                "collector certificate not trusted: %s (is --ca the collector's ca.pem?)", exc
+            )
             return ShipResult(outcome="retry", detail=str(exc))
         except (OSError, http.client.HTTPException) as exc:
             self._close()
@@ -156,8 +157,9 @@ class Shipper:
             answer = json.loads(data)
             acked = int(answer["acked_seq"])
         except (ValueError, KeyError, TypeError):
-            log.error("collector answered HTTP %d without a valid acked_seq: %r", status,
-                      data[:200])
+            log.error(  # noqa: TRY400
+                "collector answered HTTP %d without a valid acked_seq: %r", status, data[:200]
+            )
             return ShipResult(outcome="retry", status=status, detail="no acked_seq")
         for rejected in answer.get("rejected") or []:
             log.error("collector rejected event %s (batch index %s): %s",

@@ -206,10 +206,10 @@ class Spool:
             self._handle.close()
         elif self._segments and self._segments[-1].size < self.segment_bytes:
             segment = self._segments[-1]  # reopen the newest segment after a restart
-            self._handle = open(segment.path, "ab", buffering=0)
+            self._handle = open(segment.path, "ab", buffering=0)  # noqa: SIM115 - long-lived
             return segment
         segment = _Segment(self.directory / f"{first_seq:020d}.seg")
-        self._handle = open(segment.path, "ab", buffering=0)
+        self._handle = open(segment.path, "ab", buffering=0)  # noqa: SIM115 - long-lived
         self._segments.append(segment)
         self._sync_dir()
         return segment

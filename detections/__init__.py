@@ -1,10 +1,10 @@
 """Sigma detection for sekimori: load rules, compile them, match streaming events.
 
-    rules = load_rules([default_rules_dir()])
-    for match in rules.match(event):   # event: nested ECS dict with sekimori.kind
-        ...
-    rules.errors    # every broken rule (RuleError with file, line, problem)
-    rules.skipped   # valid rules for logsources sekimori never produces, with the reason
+rules = load_rules([default_rules_dir()])
+for match in rules.match(event):   # event: nested ECS dict with sekimori.kind
+    ...
+rules.errors    # every broken rule (RuleError with file, line, problem)
+rules.skipped   # valid rules for logsources sekimori never produces, with the reason
 """
 
 from __future__ import annotations

@@ -34,6 +34,16 @@ class AlertAnchor:
         return frozenset(str(get_path(ev, "event.id")) for ev in self.events)
 
     @property
+    def pids(self) -> tuple[int, ...]:
+        """Distinct process ids of the alert's events, in order seen."""
+        seen: dict[int, None] = {}
+        for event in self.events:
+            pid = get_path(event, "process.pid")
+            if isinstance(pid, int):
+                seen.setdefault(pid, None)
+        return tuple(seen)
+
+    @property
     def destinations(self) -> tuple[str, ...]:
         """Distinct destination IPs of the alert's connection events, in order seen."""
         seen: dict[str, None] = {}

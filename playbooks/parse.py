@@ -106,7 +106,11 @@ def _str_list(value: object, path: YamlPath, what: str) -> tuple[str, ...]:
     items: list[str] = []
     for index, item in enumerate(value):
         if isinstance(item, bool):
-            raise SpecError((*path, index), f"{what} item {item!r} is a boolean: quote it ('yes')")
+            text = yaml_text(item)
+            raise SpecError(
+                (*path, index),
+                f"{what} item {text} reads as a boolean in YAML: quote it ('{text}')",
+            )
         if not isinstance(item, str) or not item.strip():
             raise SpecError((*path, index), f"{what} items must be non-empty text, got {item!r}")
         if item.strip() in items:

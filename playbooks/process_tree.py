@@ -22,6 +22,8 @@ from playbooks.anchor import AlertAnchor, event_time, query_window
 
 Relation = Literal["ancestor", "alert", "descendant"]
 MAX_ROOTS: Final = 20
+MAX_DESCENDANT_LEVELS: Final = 8
+MAX_SUMMARY_PROCESSES: Final = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +63,7 @@ class ProcessTreeResult:
                 "alert_processes": count["alert"],
                 "descendants": count["descendant"],
             },
-            "processes": [f"{n.pid} {n.name}" for n in self.nodes],
+            "processes": [f"{n.pid} {n.name}" for n in self.nodes[:MAX_SUMMARY_PROCESSES]],
         }
 
 
@@ -212,6 +214,17 @@ class _TreeBuilder:
 
 def _with_depth(node: ProcessNode, depth: int) -> ProcessNode:
     return replace(node, depth=depth)
+
+
+def process_family_pids(store: Store, anchor: AlertAnchor, *, window: timedelta) -> tuple[int, ...]:
+    """The alert's pids and the pids of their descendants started within ±window."""
+    builder = _TreeBuilder(store, anchor, window, MAX_DESCENDANT_LEVELS)
+    pids = dict.fromkeys(anchor.pids)
+    for event in builder.alert_processes():
+        found: list[ProcessNode] = []
+        builder.descendants(event, 1, found)
+        pids.update(dict.fromkeys(node.pid for node in found))
+    return tuple(pids)
 
 
 def process_tree(

@@ -4,7 +4,9 @@
 - ``host_connections``: the host's network_connection / network_listen events within ±window.
 - ``host_events``: every event of the host within ±window.
 - ``destination_history``: earlier connections from the host to the alert's destination IPs
-  within ``window`` before the alert ("did this host talk to it before?").
+  within ``window`` before the alert ("did this host talk to it before?"). For an alert on
+  process events, the destinations are those the alert's processes and their descendants
+  connected to (±10m).
 
 All are built on ``Store.query_events`` only, so they work on every store implementation.
 """
@@ -22,7 +24,12 @@ from collector.models import Alert
 from collector.store.base import Store
 from playbooks.anchor import AlertAnchor, alert_anchor, event_time, query_window
 from playbooks.model import QueryName, QueryStep
-from playbooks.process_tree import ProcessNode, ProcessTreeResult, process_tree
+from playbooks.process_tree import (
+    ProcessNode,
+    ProcessTreeResult,
+    process_family_pids,
+    process_tree,
+)
 
 __all__ = [
     "EventsResult",
@@ -34,6 +41,8 @@ __all__ = [
 
 CONNECTION_KINDS: Final = ("network_connection", "network_listen")
 TOP_N: Final = 20
+# destination_history for a process alert asks about what its processes contacted within this.
+PROCESS_DESTINATION_WINDOW: Final = timedelta(minutes=10)
 
 
 def _endpoint(event: Mapping[str, Any], side: str) -> str:
@@ -102,12 +111,34 @@ def _host_events(
     )
 
 
+def _destinations(store: Store, anchor: AlertAnchor) -> tuple[str, ...]:
+    """The alert's destination IPs; for process alerts, those its processes connected to."""
+    if anchor.destinations or not anchor.pids:
+        return anchor.destinations
+    pids = process_family_pids(store, anchor, window=PROCESS_DESTINATION_WINDOW)
+    since, until = anchor.window(PROCESS_DESTINATION_WINDOW)
+    found, _ = query_window(
+        store,
+        host=anchor.host,
+        since=since,
+        until=until,
+        kinds=("network_connection",),
+        pids=pids,
+    )
+    seen: dict[str, None] = {}
+    for event in found:
+        ip = get_path(event, "destination.ip")
+        if isinstance(ip, str):
+            seen.setdefault(ip, None)
+    return tuple(seen)[:TOP_N]
+
+
 def _destination_history(store: Store, anchor: AlertAnchor, window: timedelta) -> EventsResult:
     since, until = anchor.first - window, anchor.first
-    wanted = set(anchor.destinations)
+    destinations = _destinations(store, anchor)
     events: list[dict[str, Any]] = []
     truncated = False
-    if wanted:
+    if destinations:
         found, truncated = query_window(
             store, host=anchor.host, since=since, until=until, kinds=("network_connection",)
         )
@@ -115,7 +146,8 @@ def _destination_history(store: Store, anchor: AlertAnchor, window: timedelta) -
         events = [
             ev
             for ev in found
-            if get_path(ev, "destination.ip") in wanted and get_path(ev, "event.id") not in own
+            if get_path(ev, "destination.ip") in destinations
+            and get_path(ev, "event.id") not in own
         ]
     return EventsResult(
         query="destination_history",
@@ -124,7 +156,7 @@ def _destination_history(store: Store, anchor: AlertAnchor, window: timedelta) -
         until=until,
         events=tuple(events),
         truncated=truncated,
-        destinations=anchor.destinations,
+        destinations=destinations,
     )
 
 

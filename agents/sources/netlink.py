@@ -12,6 +12,7 @@ Wire layout (native endianness, see linux/netlink.h, linux/connector.h, linux/cn
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -121,7 +122,7 @@ class ConnectorSocket:
         except OSError as exc:
             raise ConfigError(
                 f"netlink process connector unavailable: {exc}",
-                remedy="the kernel needs CONFIG_PROC_EVENTS=y; or start the agent with --no-process",
+                remedy="the kernel needs CONFIG_PROC_EVENTS=y; or use --no-process",
             ) from exc
         self._sock = sock
         try:
@@ -154,8 +155,6 @@ class ConnectorSocket:
             events.extend(parse_message(data))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.send(subscribe_message(PROC_CN_MCAST_IGNORE))
-        except OSError:
-            pass
         self._sock.close()

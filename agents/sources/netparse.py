@@ -31,7 +31,7 @@ TABLES: Final[tuple[tuple[str, Transport, Family], ...]] = (
     ("net/udp", "udp", "ipv4"),
     ("net/udp6", "udp", "ipv6"),
 )
-WILDCARDS: Final = frozenset({"0.0.0.0", "::"})
+WILDCARDS: Final = frozenset({"0.0.0.0", "::"})  # noqa: S104 - matched, not bound
 
 
 @dataclass(frozen=True, slots=True)

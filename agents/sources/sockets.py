@@ -38,7 +38,6 @@ class SocketsSource:
         self.own_pid = own_pid or os.getpid()
         self._connections: set[ConnKey] = set()
         self._listeners: set[ListenKey] = set()
-        self._own: set[ConnKey | ListenKey] = set()
         self._owners: dict[int, Owner] = {}
         self._first = True
         self.polls = 0
@@ -79,8 +78,7 @@ class SocketsSource:
         self._resolve_owners([*new_listeners, *new_connections])
         records: list[Record] = []
         for entry in new_listeners:
-            key: ListenKey = (entry.transport, entry.local_ip, entry.local_port)
-            owner = self._owner(entry, key)
+            owner = self._owner(entry)
             if owner is not None and owner.pid == self.own_pid:
                 continue
             records.append(
@@ -91,12 +89,8 @@ class SocketsSource:
                 )
             )
         for entry in new_connections:
-            ckey: ConnKey = (
-                entry.transport, entry.local_ip, entry.local_port, entry.remote_ip,
-                entry.remote_port,
-            )
-            owner = self._owner(entry, ckey)
-            if ckey in self._own or (owner is not None and owner.pid == self.own_pid):
+            owner = self._owner(entry)
+            if owner is not None and owner.pid == self.own_pid:
                 continue
             inbound = entry.transport == "tcp" and (
                 (entry.transport, entry.local_ip, entry.local_port) in listen_ports
@@ -113,18 +107,14 @@ class SocketsSource:
             )
         self._listeners = set(listeners)
         self._connections = set(connections)
-        self._own &= self._listeners | self._connections
         live_inodes = {e.inode for e in entries}
         self._owners = {i: o for i, o in self._owners.items() if i in live_inodes}
         self._first = False
         self.polls += 1
         return records
 
-    def _owner(self, entry: SocketEntry, key: ConnKey | ListenKey) -> Owner | None:
-        owner = self._owners.get(entry.inode) if entry.inode else None
-        if owner is not None and owner.pid == self.own_pid:
-            self._own.add(key)
-        return owner
+    def _owner(self, entry: SocketEntry) -> Owner | None:
+        return self._owners.get(entry.inode) if entry.inode else None
 
     def _resolve_owners(self, entries: list[SocketEntry]) -> None:
         wanted = {e.inode for e in entries if e.inode and e.inode not in self._owners}
@@ -137,12 +127,12 @@ class SocketsSource:
         for pid in self.procfs.pids():
             fd_dir = self.procfs.root / str(pid) / "fd"
             try:
-                fds = os.listdir(fd_dir)
+                fds = os.listdir(fd_dir)  # noqa: PTH208 - hot path
             except OSError:
                 continue
             for fd in fds:
                 try:
-                    target = os.readlink(fd_dir / fd)
+                    target = os.readlink(fd_dir / fd)  # noqa: PTH115 - hot path
                 except OSError:
                     continue
                 if not target.startswith("socket:["):

@@ -1,0 +1,208 @@
+"""The agent runtime: sources in threads -> writer (events, spool) -> shipper thread.
+
+Threads: one pump per source (records -> bounded queue; a full queue blocks the pump, which
+turns into counted kernel overruns rather than silent loss), one writer (builds events, appends
+them to the spool in batches so one fsync covers many events, emits heartbeats), one shipper.
+``stop`` ends everything: pumps stop, the writer drains the queue, the spool is synced and
+shipping is tried for ``drain_timeout`` seconds. Signal handling is the caller's job
+(:func:`install_signal_handlers` helps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from types import FrameType
+
+from agents.config import AgentConfig, load_or_create_agent_id, prepare_state_dir
+from agents.errors import TransportError
+from agents.events import EventBuilder
+from agents.hostinfo import detect
+from agents.procfs import ProcFS
+from agents.shipper import Shipper
+from agents.sources.base import Record, Source, SourceGap
+from agents.sources.proc_connector import ProcConnectorSource
+from agents.sources.sockets import SocketsSource
+from agents.spool import Spool
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 100_000
+WRITE_BATCH = 1000
+RESTART_DELAY = 5.0
+
+
+class Agent:
+    """The assembled agent; :func:`run_agent` is the usual entry point."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        prepare_state_dir(config.state_dir)
+        self.agent_id = load_or_create_agent_id(config.state_dir)
+        self.procfs = ProcFS(config.proc_root)
+        self.host = detect(config.name, config.proc_root)
+        self.builder = EventBuilder(
+            agent_id=self.agent_id, agent_name=self.host.name, host=self.host,
+            user_resolver=self.procfs.user_name,
+        )
+        self.spool = Spool(
+            config.state_dir / "spool", make_gap=self.builder.spool_gap,
+            max_bytes=config.spool_max_bytes, segment_bytes=config.spool_segment_bytes,
+            fsync_interval=config.fsync_interval,
+        )
+        self.shipper = Shipper(
+            self.spool, config.shipper_config(), agent_id=self.agent_id,
+            agent_name=self.host.name,
+        )
+        own = os.getpid()
+        self.proc_source = ProcConnectorSource(self.procfs, own_pid=own) if config.process else None
+        self.net_source = (
+            SocketsSource(self.procfs, interval=config.network_interval, own_pid=own)
+            if config.network else None
+        )
+        self.queue: queue.Queue[Record] = queue.Queue(QUEUE_SIZE)
+        self.written = 0
+
+    @property
+    def sources(self) -> list[Source]:
+        return [s for s in (self.proc_source, self.net_source) if s is not None]
+
+    def heartbeat_message(self) -> str:
+        stats = self.spool.stats
+        overruns = self.proc_source.overruns if self.proc_source else 0
+        return (
+            f"heartbeat: pending={self.spool.pending} next_seq={self.spool.next_seq} "
+            f"acked_seq={self.spool.acked_seq} dropped={stats.dropped} "
+            f"corrupt_regions={stats.corrupt_regions} netlink_overruns={overruns} "
+            f"shipped={self.shipper.shipped}"
+        )
+
+    # -- threads -------------------------------------------------------------------------------
+    def pump(self, source: Source, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                for record in source.records(stop):
+                    self._put(record, stop)
+                return
+            except Exception:
+                log.exception("source %s failed; restarting in %.0f s", source.name,
+                              RESTART_DELAY)
+                gap = SourceGap(timestamp=time.time(), source=source.name,
+                                reason="source_error", count=1)
+                self._put(gap, stop)
+                stop.wait(RESTART_DELAY)
+
+    def _put(self, record: Record, stop: threading.Event) -> None:
+        while True:
+            try:
+                self.queue.put(record, timeout=0.2)
+                return
+            except queue.Full:
+                if stop.is_set():
+                    log.error("agent stopping with a full queue; record lost: %r", record)  # noqa: TRY400
+                    return
+
+    def write_loop(self, pumps_done: threading.Event) -> None:
+        next_beat = time.monotonic() + self.config.heartbeat_interval
+        while True:
+            batch: list[Record] = []
+            try:
+                batch.append(self.queue.get(timeout=0.2))
+                while len(batch) < WRITE_BATCH:
+                    batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                pass
+            events = [self.builder.build(record) for record in batch]
+            if time.monotonic() >= next_beat:
+                events.append(self.builder.heartbeat(self.heartbeat_message()))
+                next_beat = time.monotonic() + self.config.heartbeat_interval
+            if events:
+                self.spool.append(events)
+                self.written += len(events)
+            if pumps_done.is_set() and self.queue.empty():
+                return
+
+    # -- whole runs ----------------------------------------------------------------------------
+    def run_once(self) -> None:
+        events = [self.builder.heartbeat("agent run --once")]
+        if self.net_source is not None:
+            self.net_source.check_compatible()
+            events.extend(self.builder.build(r) for r in self.net_source.poll())
+        self.spool.append(events)
+        try:
+            if not self.shipper.drain(max(self.config.drain_timeout, 1.0)):
+                raise TransportError(
+                    f"{self.spool.pending} event(s) not delivered to {self.config.collector_url}",
+                    remedy="check that the collector runs and --ca is its ca.pem; "
+                    "the events stay in the spool and are sent by the next run",
+                )
+        finally:
+            self.close()
+
+    def run(self, stop: threading.Event) -> None:
+        for source in self.sources:
+            source.check_compatible()
+        self.spool.append([self.builder.heartbeat("agent started")])
+        pumps_stop = threading.Event()
+        pumps = [
+            threading.Thread(target=self.pump, args=(s, pumps_stop), name=f"src-{s.name}",
+                             daemon=True)
+            for s in self.sources
+        ]
+        pumps_done = threading.Event()
+        writer = threading.Thread(target=self.write_loop, args=(pumps_done,),
+                                  name="spool-writer", daemon=True)
+        ship_stop = threading.Event()
+        shipper = threading.Thread(target=self.shipper.run, args=(ship_stop,), name="shipper",
+                                   daemon=True)
+        for thread in (*pumps, writer, shipper):
+            thread.start()
+        try:
+            stop.wait()
+        finally:
+            pumps_stop.set()
+            for thread in pumps:
+                thread.join(timeout=5.0)
+            pumps_done.set()
+            writer.join(timeout=10.0)
+            ship_stop.set()
+            shipper.join(timeout=self.config.drain_timeout + 35.0)
+            self.spool.sync()
+            drained = not shipper.is_alive() and self.shipper.drain(self.config.drain_timeout)
+            log.info("agent stopped; %s", "spool empty" if drained
+                     else f"{self.spool.pending} event(s) kept in the spool for the next start")
+            self.close()
+
+    def close(self) -> None:
+        self.shipper.close()
+        self.spool.close()
+
+
+def run_agent(config: AgentConfig, stop: threading.Event) -> None:
+    """Run the agent until ``stop`` is set (or, with ``config.once``, one pass).
+
+    Raises a :class:`~agents.errors.SekimoriError` subclass for configuration, privilege and
+    (in ``once`` mode) delivery problems.
+    """
+    agent = Agent(config)
+    if config.once:
+        agent.run_once()
+    else:
+        agent.run(stop)
+
+
+def install_signal_handlers(stop: threading.Event) -> dict[int, int]:
+    """SIGINT/SIGTERM set ``stop`` (main thread only). Returns {signal: times received}."""
+    received: dict[int, int] = {}
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received[signum] = received.get(signum, 0) + 1
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+    return received

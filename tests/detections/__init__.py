@@ -1,0 +1,1 @@
+"""Tests for the detections package: engine semantics, rule corpus, loading, differential."""
