@@ -116,14 +116,6 @@ def _latest_start(store: Store, host: str, pid: int, before: datetime) -> dict[s
     return starts[-1] if starts else None
 
 
-def _is_child(child: Mapping[str, Any], parent: Mapping[str, Any]) -> bool:
-    parent_entity = get_path(parent, "process.entity_id")
-    child_parent_entity = get_path(child, "process.parent.entity_id")
-    if parent_entity and child_parent_entity:
-        return bool(parent_entity == child_parent_entity)
-    return event_time(child) >= event_time(parent)
-
-
 class _TreeBuilder:
     def __init__(self, store: Store, anchor: AlertAnchor, window: timedelta, max_depth: int):
         self.store = store
@@ -134,7 +126,9 @@ class _TreeBuilder:
             store, host=anchor.host, since=self.since, until=self.until, kinds=("process_start",)
         )
         self.children: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.starts_of: dict[int, list[datetime]] = defaultdict(list)  # pid -> start times
         for event in starts:
+            self.starts_of[int(get_path(event, "process.pid"))].append(event_time(event))
             parent = get_path(event, "process.parent.pid")
             if isinstance(parent, int):
                 self.children[parent].append(event)
@@ -142,6 +136,17 @@ class _TreeBuilder:
             pid for ev in anchor.events if isinstance(pid := get_path(ev, "process.pid"), int)
         }
         self.emitted: set[str] = set()
+
+    def is_child(self, child: Mapping[str, Any], parent: Mapping[str, Any]) -> bool:
+        """Entity ids decide when both sides carry them; otherwise the child must start after
+        the parent and before any later process that reused the parent's pid."""
+        parent_entity = get_path(parent, "process.entity_id")
+        child_parent_entity = get_path(child, "process.parent.entity_id")
+        if parent_entity and child_parent_entity:
+            return bool(parent_entity == child_parent_entity)
+        born, child_born = event_time(parent), event_time(child)
+        reused = self.starts_of.get(int(get_path(parent, "process.pid")), [])
+        return born <= child_born and not any(born < t <= child_born for t in reused)
 
     def alert_processes(self) -> list[dict[str, Any]]:
         """One start event (or, failing that, the alert event itself) per alert pid."""
@@ -185,7 +190,7 @@ class _TreeBuilder:
         pid = get_path(event, "process.pid")
         for child in self.children.get(pid, []) if isinstance(pid, int) else []:
             child_id = str(get_path(child, "event.id"))
-            if child_id in self.emitted or not _is_child(child, event):
+            if child_id in self.emitted or not self.is_child(child, event):
                 continue
             self.emitted.add(child_id)
             relation: Relation = (

@@ -10,7 +10,7 @@ from collector.models import Alert
 from collector.store.sqlite import SqliteStore
 from playbooks.model import QueryStep
 from playbooks.queries import EventsResult, ProcessTreeResult, run_query
-from tests.playbooks.conftest import C2, HOST, make_alert
+from tests.playbooks.conftest import C2, HOST, make_alert, proc
 
 
 def tree(
@@ -131,3 +131,17 @@ def test_queries_fall_back_to_the_alert_when_its_events_are_gone(
         assert tree(store, alert).nodes == ()
         conns = events_query(store, alert, "host_connections", timedelta(minutes=10))
         assert conns.counts() == {"network_connection": 3}
+
+
+def test_children_of_a_later_process_reusing_a_pid_are_not_adopted(
+    seeded: tuple[SqliteStore, Alert],
+) -> None:
+    store, alert = seeded
+    store.write_events(
+        [
+            proc(3, 2004, 1, "/usr/sbin/logrotate", "logrotate", user="root"),  # pid 2004 reused
+            proc(4, 2010, 2004, "/usr/bin/gzip", "gzip -9 syslog.1", user="root"),
+        ]
+    )
+    names = [n.name for n in tree(store, alert).nodes]
+    assert names == ["sshd", "sshd", "bash", "sh", "curl", "sh", "nc"]
