@@ -14,13 +14,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from agents.errors import ConfigError, NotFoundError, SekimoriError
+
+if TYPE_CHECKING:
+    from playbooks.triage_io import TriageIO
 
 EXIT_CHECK_FAILED = 10
 console = Console()
@@ -373,7 +376,7 @@ def triage(
     from playbooks.loader import builtin_content_dir, load_playbooks
     from playbooks.runner import run_playbook
     from playbooks.selection import select_playbook
-    from playbooks.triage_io import AnswersFileIO, TriageIO
+    from playbooks.triage_io import AnswersFileIO
 
     loaded = load_playbooks(builtin_content_dir(), *playbook_paths)
     for error in loaded.errors:
