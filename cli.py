@@ -393,7 +393,7 @@ def triage(
         playbook = chosen[0]
     else:
         playbook = select_playbook(alert, loaded.playbooks)
-    io: Any = (
+    io: TriageIO = (
         AnswersFileIO.from_file(answers, playbook=playbook) if answers else ConsoleTriageIO(console)
     )
     console.print(
