@@ -253,6 +253,54 @@ def collector_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
     console.print(table)
 
 
+@cli.command(
+    "agent",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("agent_args", nargs=-1, type=click.UNPROCESSED)
+def agent_command(agent_args: tuple[str, ...]) -> None:
+    """Run the endpoint agent (same flags as `python -m agents`; try `sekimori agent --help`)."""
+    from agents.__main__ import main as agent_main
+
+    sys.exit(agent_main(list(agent_args)))
+
+
+@cli.command()
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the demo's data dir here (default: a temporary dir, removed afterwards).",
+)
+@json_option
+def demo(keep: Path | None, as_json: bool) -> None:
+    """A one-minute, harmless simulated intrusion on this machine, seen end to end."""
+    import tempfile
+
+    from collector.demo import run_demo
+
+    with tempfile.TemporaryDirectory(prefix="sekimori-demo-") as tmp:
+        data_dir = keep or Path(tmp)
+        say = (lambda _: None) if as_json else console.print
+        steps, raised = run_demo(data_dir, say)
+    if as_json:
+        _print_json([a.to_json() for a in raised])
+    else:
+        table = Table(title=f"the demo raised {len(raised)} alert(s)")
+        for column in ("level", "title", "host", "events"):
+            table.add_column(column)
+        for a in raised:
+            table.add_row(a.level, a.title, a.host, str(a.count))
+        console.print(table)
+    missed = {s.expect_title for s in steps} - {a.title for a in raised}
+    for title in sorted(missed):
+        err_console.print(f"[red]missed:[/] {title}")
+    if keep and not as_json:
+        console.print(f"explore: sekimori alerts list --data-dir {keep}")
+    if missed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
 # ---------------------------------------------------------------------------- alerts
 @cli.group()
 def alerts() -> None:
