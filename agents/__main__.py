@@ -34,12 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--client-key", type=Path, help="client key PEM (mutual TLS)")
     add("--no-process", action="store_true", help="disable the netlink process source")
     add("--no-network", action="store_true", help="disable the /proc/net socket source")
+    add("--no-realtime", action="store_true", help="run the netlink reader at normal priority")
     add("--once", action="store_true", help="snapshot sockets, heartbeat, ship, exit")
     add("--network-interval", type=float, default=0.5, metavar="S")
     add("--heartbeat-interval", type=float, default=60.0, metavar="S")
     add("--spool-max-mib", type=int, default=64, metavar="MIB")
-    add("--fsync-interval", type=float, default=0.0, metavar="S",
-        help="0 = fsync every append batch (default)")
+    add(
+        "--fsync-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="0 = fsync every append batch (default)",
+    )
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add("--version", action="version", version=f"sekimori-agent {__version__}")
     return parser
@@ -60,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         client_key=args.client_key,
         process=not args.no_process,
         network=not args.no_network,
+        realtime_reader=not args.no_realtime,
         once=args.once,
         network_interval=args.network_interval,
         heartbeat_interval=args.heartbeat_interval,
@@ -75,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stop = threading.Event()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     received = install_signal_handlers(stop)
     try:
         run_agent(config_from_args(args), stop)
@@ -86,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 130 if received.get(signal.SIGINT) else 0
 
 

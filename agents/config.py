@@ -26,6 +26,7 @@ class AgentConfig:
     client_key: Path | None = None
     process: bool = True  # netlink process connector (root)
     network: bool = True  # /proc/net polling
+    realtime_reader: bool = True  # SCHED_RR for the netlink reader thread (see docs/agent.md)
     once: bool = False  # one socket snapshot + heartbeat, ship, exit
     network_interval: float = 0.5
     heartbeat_interval: float = 60.0

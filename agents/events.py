@@ -50,19 +50,32 @@ class EventBuilder:
     ) -> None:
         self._resolve_user = user_resolver
         self.agent = {
-            "id": agent_id, "name": agent_name, "type": "sekimori", "version": __version__,
+            "id": agent_id,
+            "name": agent_name,
+            "type": "sekimori",
+            "version": __version__,
         }
         self.host = host.as_ecs()
 
     def _base(
-        self, kind: EventKind, *, timestamp: float, action: str, category: list[str],
-        types: list[str], dataset: str,
+        self,
+        kind: EventKind,
+        *,
+        timestamp: float,
+        action: str,
+        category: list[str],
+        types: list[str],
+        dataset: str,
     ) -> Event:
         return {
             "@timestamp": iso(timestamp),
             "event": {
-                "kind": "event", "category": category, "type": types, "action": action,
-                "module": "sekimori", "dataset": dataset,
+                "kind": "event",
+                "category": category,
+                "type": types,
+                "action": action,
+                "module": "sekimori",
+                "dataset": dataset,
             },
             "agent": dict(self.agent),
             "host": dict(self.host),
@@ -83,8 +96,12 @@ class EventBuilder:
 
     def process_start(self, rec: ProcessStart) -> Event:
         event = self._base(
-            "process_start", timestamp=rec.timestamp, action="exec", category=["process"],
-            types=["start"], dataset="sekimori.process",
+            "process_start",
+            timestamp=rec.timestamp,
+            action="exec",
+            category=["process"],
+            types=["start"],
+            dataset="sekimori.process",
         )
         info = rec.process
         process: dict[str, Any] = _process_fields(info)
@@ -112,8 +129,12 @@ class EventBuilder:
 
     def process_end(self, rec: ProcessEnd) -> Event:
         event = self._base(
-            "process_end", timestamp=rec.timestamp, action="exit", category=["process"],
-            types=["end"], dataset="sekimori.process",
+            "process_end",
+            timestamp=rec.timestamp,
+            action="exit",
+            category=["process"],
+            types=["end"],
+            dataset="sekimori.process",
         )
         process: dict[str, Any] = {"pid": rec.pid}
         if rec.process is not None:
@@ -134,14 +155,19 @@ class EventBuilder:
     def connection(self, rec: Connection) -> Event:
         ingress = rec.direction == "ingress"
         event = self._base(
-            "network_connection", timestamp=rec.timestamp,
+            "network_connection",
+            timestamp=rec.timestamp,
             action="connection_accepted" if ingress else "connection_attempted",
-            category=["network"], types=["start", "connection"], dataset="sekimori.network",
+            category=["network"],
+            types=["start", "connection"],
+            dataset="sekimori.network",
         )
         local = {"ip": rec.local_ip, "port": rec.local_port}
         remote = {"ip": rec.remote_ip, "port": rec.remote_port}
         event["network"] = {
-            "transport": rec.transport, "type": rec.family, "direction": rec.direction,
+            "transport": rec.transport,
+            "type": rec.family,
+            "direction": rec.direction,
         }
         event["source"], event["destination"] = (remote, local) if ingress else (local, remote)
         self._owner_fields(event, rec.owner, rec.uid)
@@ -151,8 +177,12 @@ class EventBuilder:
 
     def listen(self, rec: Listen) -> Event:
         event = self._base(
-            "network_listen", timestamp=rec.timestamp, action="listen", category=["network"],
-            types=["start"], dataset="sekimori.network",
+            "network_listen",
+            timestamp=rec.timestamp,
+            action="listen",
+            category=["network"],
+            types=["start"],
+            dataset="sekimori.network",
         )
         event["network"] = {"transport": rec.transport, "type": rec.family}
         event["source"] = {"ip": rec.ip, "port": rec.port}
@@ -165,8 +195,12 @@ class EventBuilder:
         """A loss the source noticed. The spool fills ``first_seq``/``last_seq`` with this
         event's own sequence number: the loss happened just before it."""
         event = self._base(
-            "telemetry_gap", timestamp=rec.timestamp, action="telemetry_gap",
-            category=["host"], types=["info"], dataset="sekimori.agent",
+            "telemetry_gap",
+            timestamp=rec.timestamp,
+            action="telemetry_gap",
+            category=["host"],
+            types=["info"],
+            dataset="sekimori.agent",
         )
         event["sekimori"]["gap"] = {"count": rec.count, "reason": f"{rec.source}:{rec.reason}"}
         event["message"] = (
@@ -177,11 +211,18 @@ class EventBuilder:
 
     def spool_gap(self, *, first_seq: int, last_seq: int, count: int, reason: str) -> Event:
         event = self._base(
-            "telemetry_gap", timestamp=_now(), action="telemetry_gap", category=["host"],
-            types=["info"], dataset="sekimori.agent",
+            "telemetry_gap",
+            timestamp=_now(),
+            action="telemetry_gap",
+            category=["host"],
+            types=["info"],
+            dataset="sekimori.agent",
         )
         event["sekimori"]["gap"] = {
-            "first_seq": first_seq, "last_seq": last_seq, "count": count, "reason": reason,
+            "first_seq": first_seq,
+            "last_seq": last_seq,
+            "count": count,
+            "reason": reason,
         }
         event["message"] = f"agent dropped {count} event(s), seq {first_seq}..{last_seq}: {reason}"
         return event
@@ -199,7 +240,11 @@ class EventBuilder:
 
     def heartbeat(self, message: str) -> Event:
         event = self._base(
-            "heartbeat", timestamp=_now(), action="heartbeat", category=["host"], types=["info"],
+            "heartbeat",
+            timestamp=_now(),
+            action="heartbeat",
+            category=["host"],
+            types=["info"],
             dataset="sekimori.agent",
         )
         event["message"] = message
@@ -223,5 +268,3 @@ def _process_fields(info: ProcessInfo) -> dict[str, Any]:
         fields["args"] = [arg[:MAX_COMMAND_LINE] for arg in info.args[:MAX_ARGS]]
         fields["args_count"] = len(info.args)
     return fields
-
-

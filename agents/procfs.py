@@ -19,6 +19,7 @@ MAX_COMMAND_LINE = 32 * 1024  # longer command lines are cut (and the event tagg
 MAX_ARGS = 1024  # the collector refuses longer lists; args_count keeps the real count
 
 UserResolver = Callable[[int], str | None]
+Volatile = tuple[str | None, tuple[str, ...], str | None]  # (exe, args, cwd)
 
 
 def system_user_name(uid: int) -> str | None:
@@ -104,6 +105,7 @@ class ProcFS:
         clock_ticks: int | None = None,
     ) -> None:
         self.root = root
+        self._prefix = f"{root}/"  # plain strings: Path joins cost microseconds per event
         self._resolve_user = user_resolver
         self._users: dict[int, str | None] = {}
         self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
@@ -143,7 +145,7 @@ class ProcFS:
     # -- raw readers ---------------------------------------------------------------------------
     def read_bytes(self, rel: str) -> bytes | None:
         try:
-            with open(self.root / rel, "rb") as handle:
+            with open(self._prefix + rel, "rb") as handle:
                 return handle.read()
         except OSError:
             return None
@@ -154,7 +156,7 @@ class ProcFS:
 
     def readlink(self, rel: str) -> str | None:
         try:
-            target = os.readlink(os.fsencode(self.root / rel))  # noqa: PTH115 - hot path
+            target = os.readlink(os.fsencode(self._prefix + rel))  # noqa: PTH115 - hot path
         except OSError:
             return None
         # Non-UTF-8 names become \x escapes: events must be valid Unicode (I-JSON).
@@ -187,11 +189,14 @@ class ProcFS:
         text = raw.decode("utf-8", "backslashreplace")
         return tuple(text.rstrip("\0").split("\0"))
 
-    def process(self, pid: int) -> ProcessInfo:
-        """Read everything about ``pid`` as fast as possible (exe first: it vanishes first)."""
-        executable = self.readlink(f"{pid}/exe")
-        args = self.args(pid)
-        cwd = self.readlink(f"{pid}/cwd")
+    def volatile(self, pid: int) -> Volatile:
+        """What disappears first when a process exits (a zombie keeps only stat and status):
+        the executable, argv and cwd. Read these right on the exec event."""
+        return self.readlink(f"{pid}/exe"), self.args(pid), self.readlink(f"{pid}/cwd")
+
+    def process(self, pid: int, volatile: Volatile | None = None) -> ProcessInfo:
+        """Read everything about ``pid`` (``volatile`` if already read by :meth:`volatile`)."""
+        executable, args, cwd = volatile or self.volatile(pid)
         stat = self.stat(pid)
         uid = self.effective_uid(pid)
         start = None

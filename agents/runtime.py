@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 from agents.config import AgentConfig, load_or_create_agent_id, prepare_state_dir
 from agents.errors import TransportError
@@ -46,26 +47,38 @@ class Agent:
         self.procfs = ProcFS(config.proc_root)
         self.host = detect(config.name, config.proc_root)
         self.builder = EventBuilder(
-            agent_id=self.agent_id, agent_name=self.host.name, host=self.host,
+            agent_id=self.agent_id,
+            agent_name=self.host.name,
+            host=self.host,
             user_resolver=self.procfs.user_name,
         )
         self.spool = Spool(
-            config.state_dir / "spool", make_gap=self.builder.spool_gap,
-            max_bytes=config.spool_max_bytes, segment_bytes=config.spool_segment_bytes,
+            config.state_dir / "spool",
+            make_gap=self.builder.spool_gap,
+            max_bytes=config.spool_max_bytes,
+            segment_bytes=config.spool_segment_bytes,
             fsync_interval=config.fsync_interval,
         )
         self.shipper = Shipper(
-            self.spool, config.shipper_config(), agent_id=self.agent_id,
+            self.spool,
+            config.shipper_config(),
+            agent_id=self.agent_id,
             agent_name=self.host.name,
         )
         own = os.getpid()
-        self.proc_source = ProcConnectorSource(self.procfs, own_pid=own) if config.process else None
+        self.proc_source = (
+            ProcConnectorSource(self.procfs, own_pid=own, realtime=config.realtime_reader)
+            if config.process
+            else None
+        )
         self.net_source = (
             SocketsSource(self.procfs, interval=config.network_interval, own_pid=own)
-            if config.network else None
+            if config.network
+            else None
         )
         self.queue: queue.Queue[Record] = queue.Queue(QUEUE_SIZE)
         self.written = 0
+        self.build_errors = 0
 
     @property
     def sources(self) -> list[Source]:
@@ -89,10 +102,10 @@ class Agent:
                     self._put(record, stop)
                 return
             except Exception:
-                log.exception("source %s failed; restarting in %.0f s", source.name,
-                              RESTART_DELAY)
-                gap = SourceGap(timestamp=time.time(), source=source.name,
-                                reason="source_error", count=1)
+                log.exception("source %s failed; restarting in %.0f s", source.name, RESTART_DELAY)
+                gap = SourceGap(
+                    timestamp=time.time(), source=source.name, reason="source_error", count=1
+                )
                 self._put(gap, stop)
                 stop.wait(RESTART_DELAY)
 
@@ -116,15 +129,35 @@ class Agent:
                     batch.append(self.queue.get_nowait())
             except queue.Empty:
                 pass
-            events = [self.builder.build(record) for record in batch]
+            events = self._build(batch)
             if time.monotonic() >= next_beat:
                 events.append(self.builder.heartbeat(self.heartbeat_message()))
                 next_beat = time.monotonic() + self.config.heartbeat_interval
-            if events:
-                self.spool.append(events)
+            while events:
+                start = self.spool.next_seq
+                try:
+                    self.spool.append(events)
+                except OSError:  # disk full or failing: keep the unwritten events, retry
+                    log.exception("spool append failed; retrying in 1 s")
+                    done = max(0, self.spool.next_seq - start)
+                    self.written += min(done, len(events))
+                    events = events[done:]
+                    time.sleep(1.0)
+                    continue
                 self.written += len(events)
+                break
             if pumps_done.is_set() and self.queue.empty():
                 return
+
+    def _build(self, batch: list[Record]) -> list[dict[str, Any]]:
+        events = []
+        for record in batch:
+            try:
+                events.append(self.builder.build(record))
+            except Exception:  # a bug must not stop the writer; it is logged loudly
+                log.exception("could not build an event from %r", record)
+                self.build_errors += 1
+        return events
 
     # -- whole runs ----------------------------------------------------------------------------
     def run_once(self) -> None:
@@ -149,16 +182,19 @@ class Agent:
         self.spool.append([self.builder.heartbeat("agent started")])
         pumps_stop = threading.Event()
         pumps = [
-            threading.Thread(target=self.pump, args=(s, pumps_stop), name=f"src-{s.name}",
-                             daemon=True)
+            threading.Thread(
+                target=self.pump, args=(s, pumps_stop), name=f"src-{s.name}", daemon=True
+            )
             for s in self.sources
         ]
         pumps_done = threading.Event()
-        writer = threading.Thread(target=self.write_loop, args=(pumps_done,),
-                                  name="spool-writer", daemon=True)
+        writer = threading.Thread(
+            target=self.write_loop, args=(pumps_done,), name="spool-writer", daemon=True
+        )
         ship_stop = threading.Event()
-        shipper = threading.Thread(target=self.shipper.run, args=(ship_stop,), name="shipper",
-                                   daemon=True)
+        shipper = threading.Thread(
+            target=self.shipper.run, args=(ship_stop,), name="shipper", daemon=True
+        )
         for thread in (*pumps, writer, shipper):
             thread.start()
         try:
@@ -173,8 +209,12 @@ class Agent:
             shipper.join(timeout=self.config.drain_timeout + 35.0)
             self.spool.sync()
             drained = not shipper.is_alive() and self.shipper.drain(self.config.drain_timeout)
-            log.info("agent stopped; %s", "spool empty" if drained
-                     else f"{self.spool.pending} event(s) kept in the spool for the next start")
+            log.info(
+                "agent stopped; %s",
+                "spool empty"
+                if drained
+                else f"{self.spool.pending} event(s) kept in the spool for the next start",
+            )
             self.close()
 
     def close(self) -> None:

@@ -142,15 +142,18 @@ class Shipper:
             return ShipResult(outcome="retry", status=status, detail=snippet)
         if status in RETRYABLE or status >= 500:
             log.warning("collector busy/failing (HTTP %d), will retry", status)
-            return ShipResult(outcome="retry", status=status, retry_after=retry_after,
-                              detail=snippet)
+            return ShipResult(
+                outcome="retry", status=status, retry_after=retry_after, detail=snippet
+            )
         log.error(
             "collector REFUSED batch seq %d..%d (HTTP %d): %s -- records kept in the spool; "
             "this is a bug or a configuration error (token, agent identity)",
-            batch.first_seq, batch.last_seq, status, snippet,
+            batch.first_seq,
+            batch.last_seq,
+            status,
+            snippet,
         )
-        return ShipResult(outcome="refused", status=status, retry_after=retry_after,
-                          detail=snippet)
+        return ShipResult(outcome="refused", status=status, retry_after=retry_after, detail=snippet)
 
     def _accepted(self, batch: Batch, status: int, data: bytes) -> ShipResult:
         try:
@@ -162,16 +165,23 @@ class Shipper:
             )
             return ShipResult(outcome="retry", status=status, detail="no acked_seq")
         for rejected in answer.get("rejected") or []:
-            log.error("collector rejected event %s (batch index %s): %s",
-                      rejected.get("event_id"), rejected.get("index"), rejected.get("reason"))
+            log.error(
+                "collector rejected event %s (batch index %s): %s",
+                rejected.get("event_id"),
+                rejected.get("index"),
+                rejected.get("reason"),
+            )
         acked = min(acked, batch.last_seq)
         self.spool.ack(acked)
         if acked < batch.first_seq:
-            return ShipResult(outcome="retry", status=status, acked_seq=acked,
-                              detail="collector acknowledged nothing")
+            return ShipResult(
+                outcome="retry",
+                status=status,
+                acked_seq=acked,
+                detail="collector acknowledged nothing",
+            )
         self.shipped += acked - batch.first_seq + 1
-        return ShipResult(outcome="sent", sent=len(batch.payloads), acked_seq=acked,
-                          status=status)
+        return ShipResult(outcome="sent", sent=len(batch.payloads), acked_seq=acked, status=status)
 
     def _post(self, body: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
         if self._conn is None:
@@ -208,8 +218,7 @@ class Shipper:
         if result.outcome == "refused":
             step = self.config.backoff_max
         else:
-            step = min(self.config.backoff_max,
-                       self.config.backoff_base * 2 ** (self.failures - 1))
+            step = min(self.config.backoff_max, self.config.backoff_base * 2 ** (self.failures - 1))
         return step * self._rng.uniform(0.5, 1.0)
 
     def run(self, stop: threading.Event, *, wait: Callable[[float], bool] | None = None) -> None:

@@ -10,7 +10,9 @@ Layout: ``<dir>/<first_seq:020d>.seg`` segment files (format in :mod:`agents.spo
   :meth:`read_batch` syncs first, so nothing is shipped that is not on disk.
 - Bound: when the segments would exceed ``max_bytes`` the oldest segment is deleted and a
   ``telemetry_gap`` event (``spool_full``) names the exact seq range and count of the unacked
-  events it held. Records leave the spool otherwise only through :meth:`ack`.
+  events it held. Gap events themselves never evict, so the bound can be exceeded by at most
+  one gap record (a few hundred bytes) until the next append. Otherwise records leave the
+  spool only through :meth:`ack`.
 - Recovery: corrupt or torn records are skipped (counted, logged); holes they leave in the
   unacked seq range become ``telemetry_gap`` events (``spool_corrupt``) with exact counts.
 """
@@ -76,7 +78,8 @@ class Spool:
         if segment_bytes * 2 > max_bytes:
             raise ConfigError(
                 f"spool bound {max_bytes} B must be at least twice the segment size "
-                f"{segment_bytes} B", remedy="raise --spool-max-bytes",
+                f"{segment_bytes} B",
+                remedy="raise --spool-max-bytes",
             )
         self.directory = directory
         self.max_bytes = max_bytes
@@ -106,8 +109,11 @@ class Spool:
             return 0, 0, 1
 
     def _save_state(self) -> None:
-        state = {"acked_seq": self.acked_seq, "floor_seq": self.floor_seq,
-                 "next_seq": self.next_seq}
+        state = {
+            "acked_seq": self.acked_seq,
+            "floor_seq": self.floor_seq,
+            "next_seq": self.next_seq,
+        }
         tmp = self.directory / "state.json.tmp"
         with open(tmp, "w") as handle:
             handle.write(json.dumps(state))
@@ -131,8 +137,12 @@ class Spool:
             if result.corrupt_regions:
                 self.stats.corrupt_regions += result.corrupt_regions
                 self.stats.corrupt_bytes += result.skipped_bytes
-                log.warning("spool %s: skipped %d corrupt region(s), %d byte(s)", path.name,
-                            result.corrupt_regions, result.skipped_bytes)
+                log.warning(
+                    "spool %s: skipped %d corrupt region(s), %d byte(s)",
+                    path.name,
+                    result.corrupt_regions,
+                    result.skipped_bytes,
+                )
             if result.good_end < len(data):  # torn tail: cut it so appends stay readable
                 with open(path, "r+b") as handle:
                     handle.truncate(result.good_end)
@@ -154,7 +164,10 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, events: list[dict[str, Any]]) -> list[int]:
-        """Assign seqs, seal and write ``events``; fsync per the policy. Returns the seqs."""
+        """Assign seqs, seal and write ``events``; fsync per the policy. Returns the seqs.
+
+        On OSError (disk full) the events before the failing one are written: exactly
+        ``next_seq - <next_seq before the call>`` of them; the caller retries the rest."""
         with self._lock:
             seqs = [self._write_event(event) for event in events]
             self._flush_gaps()
@@ -166,16 +179,20 @@ class Spool:
         while self._pending_gap:  # a gap event may itself push out another segment
             first, last, count = self._pending_gap
             self._pending_gap = []
-            self._emit_gap(first, last, count, "spool_full")
+            try:
+                self._emit_gap(first, last, count, "spool_full")
+            except OSError:
+                self._pending_gap = [first, last, count]  # emitted by the next append
+                raise
 
     def _emit_gap(self, first: int, last: int, count: int, reason: str) -> None:
         log.warning("spool gap: %d event(s) lost, seq %d..%d (%s)", count, first, last, reason)
         self.stats.gap_events += 1
-        self._write_event(self._make_gap(first_seq=first, last_seq=last, count=count,
-                                         reason=reason))
+        gap = self._make_gap(first_seq=first, last_seq=last, count=count, reason=reason)
+        self._write_event(gap, may_drop=False)
         self._maybe_sync()
 
-    def _write_event(self, event: dict[str, Any]) -> int:
+    def _write_event(self, event: dict[str, Any], *, may_drop: bool = True) -> int:
         seq = self.next_seq
         marker = event.setdefault("sekimori", {})
         marker["seq"] = seq
@@ -185,13 +202,23 @@ class Spool:
         seal(event)
         record = encode_record(seq, canonical_json(event).encode("utf-8"))
         active = self._segments[-1] if self._segments else None
-        if active is None or self._handle is None or (
-            active.records and active.size + len(record) > self.segment_bytes
+        if (
+            active is None
+            or self._handle is None
+            or (active.records and active.size + len(record) > self.segment_bytes)
         ):
             active = self._rotate(seq)
-        self._make_room(len(record))
+        if may_drop:  # a gap event never evicts: at most one gap record over the bound
+            self._make_room(len(record))
         offset = active.size
-        self._handle.write(record)
+        try:
+            written = self._handle.write(record)
+        except OSError:
+            self._handle.truncate(offset)  # no torn record in the middle of a segment
+            raise
+        if written != len(record):
+            self._handle.truncate(offset)
+            raise OSError(f"short write to {active.path} ({written} of {len(record)} B)")
         active.records.append(RecordPos(seq=seq, offset=offset, size=len(record)))
         active.size += len(record)
         self.next_seq = seq + 1
@@ -223,8 +250,11 @@ class Spool:
             if lost:
                 self.stats.dropped += len(lost)
                 if self._pending_gap:
-                    self._pending_gap = [self._pending_gap[0], lost[-1],
-                                         self._pending_gap[2] + len(lost)]
+                    self._pending_gap = [
+                        self._pending_gap[0],
+                        lost[-1],
+                        self._pending_gap[2] + len(lost),
+                    ]
                 else:
                     self._pending_gap = [lost[0], lost[-1], len(lost)]
             self._save_state()

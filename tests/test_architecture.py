@@ -13,8 +13,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_AGENT = (
-    "collector", "detections", "playbooks", "cli", "click", "sigma", "aiohttp", "orjson",
-    "yaml", "rich", "opensearchpy", "elasticsearch", "pandas", "scapy",
+    "collector",
+    "detections",
+    "playbooks",
+    "cli",
+    "click",
+    "sigma",
+    "aiohttp",
+    "orjson",
+    "yaml",
+    "rich",
+    "opensearchpy",
+    "elasticsearch",
+    "pandas",
+    "scapy",
 )
 
 
@@ -22,7 +34,10 @@ def test_layers_contract_holds() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run(
         [str(lint), str(REPO / "pyproject.toml")],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout
@@ -55,3 +70,15 @@ def test_nothing_imports_the_cli() -> None:
         )
     ]
     assert offenders == []
+
+
+def test_lint_and_types_are_clean() -> None:
+    """CI runs exactly what a developer runs: ruff (lint + format) and mypy --strict."""
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        [str(bin_dir / "ruff"), "check", "."],
+        [str(bin_dir / "ruff"), "format", "--check", "."],
+        [str(bin_dir / "mypy")],
+    ):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"

@@ -97,7 +97,13 @@ def _parse_event(data: bytes, base: int, size: int) -> ProcEvent | None:
         if avail >= _SIX.size:
             ppid, ptgid = _SIX.unpack_from(data, body)[4:]
         return ProcEvent(
-            what, ts, pid, tgid, parent_pid=ppid, parent_tgid=ptgid, exit_code=code,
+            what,
+            ts,
+            pid,
+            tgid,
+            parent_pid=ppid,
+            parent_tgid=ptgid,
+            exit_code=code,
             exit_signal=signal,
         )
     return None

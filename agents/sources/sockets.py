@@ -83,8 +83,13 @@ class SocketsSource:
                 continue
             records.append(
                 Listen(
-                    timestamp=now, transport=entry.transport, family=entry.family,
-                    ip=entry.local_ip, port=entry.local_port, uid=entry.uid, owner=owner,
+                    timestamp=now,
+                    transport=entry.transport,
+                    family=entry.family,
+                    ip=entry.local_ip,
+                    port=entry.local_port,
+                    uid=entry.uid,
+                    owner=owner,
                     initial=self._first,
                 )
             )
@@ -98,11 +103,18 @@ class SocketsSource:
             )
             records.append(
                 Connection(
-                    timestamp=now, transport=entry.transport, family=entry.family,
-                    direction="ingress" if inbound else "egress", state=entry.state,
-                    local_ip=entry.local_ip, local_port=entry.local_port,
-                    remote_ip=entry.remote_ip, remote_port=entry.remote_port,
-                    uid=entry.uid if entry.inode else None, owner=owner, initial=self._first,
+                    timestamp=now,
+                    transport=entry.transport,
+                    family=entry.family,
+                    direction="ingress" if inbound else "egress",
+                    state=entry.state,
+                    local_ip=entry.local_ip,
+                    local_port=entry.local_port,
+                    remote_ip=entry.remote_ip,
+                    remote_port=entry.remote_port,
+                    uid=entry.uid if entry.inode else None,
+                    owner=owner,
+                    initial=self._first,
                 )
             )
         self._listeners = set(listeners)

@@ -15,7 +15,7 @@ from agents.sources.proc_connector import (
     decode_exit_status,
 )
 from agents.spool import Spool
-from conftest import FakeProc, check_contract
+from tests.agents.agent_testkit import FakeProc, check_contract
 
 OWN = 777
 
@@ -44,18 +44,26 @@ def tracker(fake_proc: FakeProc, tmp_path: Path) -> ProcessTracker:
     return tracker
 
 
-def test_exec_is_enriched_from_proc(tracker: ProcessTracker, fake_proc: FakeProc,
-                                    tmp_path: Path, builder: EventBuilder) -> None:
+def test_exec_is_enriched_from_proc(
+    tracker: ProcessTracker, fake_proc: FakeProc, tmp_path: Path, builder: EventBuilder
+) -> None:
     tracker.handle(fork(4000, 4242))
-    fake_proc.add(4242, exe=str(tmp_path / "dash"), args=["sh", "-c", "echo aWQ= | base64 -d | sh"],
-                  ppid=4000, starttime=200)
+    fake_proc.add(
+        4242,
+        exe=str(tmp_path / "dash"),
+        args=["sh", "-c", "echo aWQ= | base64 -d | sh"],
+        ppid=4000,
+        starttime=200,
+    )
     record = tracker.handle(exec_(4242))
     assert isinstance(record, ProcessStart)
     assert not record.partial
     assert record.process.executable == str(tmp_path / "dash")
     assert record.parent is not None and record.parent.executable == "/usr/bin/bash"
     assert record.sha256 is not None and len(record.sha256) == 64
-    assert record.entity_id and record.parent_entity_id and record.entity_id != record.parent_entity_id
+    assert (
+        record.entity_id and record.parent_entity_id and record.entity_id != record.parent_entity_id
+    )
     event = builder.build(record)
     event["sekimori"]["seq"] = 17
     from agents.schema import seal
@@ -66,7 +74,10 @@ def test_exec_is_enriched_from_proc(tracker: ProcessTracker, fake_proc: FakeProc
     assert process["args"] == ["sh", "-c", "echo aWQ= | base64 -d | sh"]
     assert process["working_directory"] == "/home/alice"
     assert process["parent"] == {
-        "pid": 4000, "name": "bash", "executable": "/usr/bin/bash", "command_line": "-bash",
+        "pid": 4000,
+        "name": "bash",
+        "executable": "/usr/bin/bash",
+        "command_line": "-bash",
         "entity_id": record.parent_entity_id,
     }
     assert event["user"] == {"id": "1000", "name": "alice"}
@@ -74,8 +85,9 @@ def test_exec_is_enriched_from_proc(tracker: ProcessTracker, fake_proc: FakeProc
     assert event["sekimori"]["kind"] == "process_start"
 
 
-def test_vanished_process_still_emits_partial_event(tracker: ProcessTracker,
-                                                    builder: EventBuilder) -> None:
+def test_vanished_process_still_emits_partial_event(
+    tracker: ProcessTracker, builder: EventBuilder
+) -> None:
     tracker.handle(fork(4000, 5000))
     record = tracker.handle(exec_(5000))  # gone before /proc could be read
     assert isinstance(record, ProcessStart)
@@ -101,16 +113,18 @@ def test_zombie_falls_back_to_comm(tracker: ProcessTracker, fake_proc: FakeProc)
     assert record.process.ppid == 4000
 
 
-def test_absolute_argv0_is_the_executable_fallback(tracker: ProcessTracker,
-                                                   fake_proc: FakeProc) -> None:
+def test_absolute_argv0_is_the_executable_fallback(
+    tracker: ProcessTracker, fake_proc: FakeProc
+) -> None:
     fake_proc.add(5002, exe=None, args=["/opt/tool/run", "-x"], ppid=4000)
     record = tracker.handle(exec_(5002))
     assert isinstance(record, ProcessStart) and record.partial
     assert record.process.executable == "/opt/tool/run"
 
 
-def test_exit_carries_cached_identity(tracker: ProcessTracker, fake_proc: FakeProc,
-                                      builder: EventBuilder) -> None:
+def test_exit_carries_cached_identity(
+    tracker: ProcessTracker, fake_proc: FakeProc, builder: EventBuilder
+) -> None:
     fake_proc.add(4300, exe="/usr/bin/curl", args=["curl", "http://x"], ppid=4000)
     tracker.handle(exec_(4300))
     fake_proc.remove(4300)
@@ -174,25 +188,27 @@ class FakeSocket:
         self.closed = True
 
 
-def test_source_yields_records_and_overrun_gaps(fake_proc: FakeProc, builder: EventBuilder,
-                                                tmp_path: Path) -> None:
+def test_source_yields_records_and_overrun_gaps(
+    fake_proc: FakeProc, builder: EventBuilder, tmp_path: Path
+) -> None:
     fake_proc.add(4000, exe="/usr/bin/bash", args=["bash"], ppid=1)
     fake_proc.add(4001, exe="/usr/bin/ls", args=["ls", "-l"], ppid=4000)
     sock = FakeSocket([[fork(4000, 4001), exec_(4001)], [exit_(4001)]], overruns_after=2)
-    source = ProcConnectorSource(fake_proc.procfs(), own_pid=OWN,
-                                 socket_factory=lambda: sock)  # type: ignore[arg-type,return-value]
+    source = ProcConnectorSource(fake_proc.procfs(), own_pid=OWN, socket_factory=lambda: sock)  # type: ignore[arg-type,return-value]
     stop = threading.Event()
     records = []
     for record in source.records(stop):
         records.append(record)
         if len(records) == 3:
             stop.set()
+    records.sort(key=lambda r: [ProcessStart, ProcessEnd, SourceGap].index(type(r)))
     assert [type(r) for r in records] == [ProcessStart, ProcessEnd, SourceGap]
     gap = records[2]
     assert isinstance(gap, SourceGap) and gap.count == 2 and gap.reason == "netlink_enobufs"
     assert sock.closed
-    spool = Spool(tmp_path / "spool", make_gap=builder.spool_gap, max_bytes=1 << 20,
-                  segment_bytes=1 << 16)
+    spool = Spool(
+        tmp_path / "spool", make_gap=builder.spool_gap, max_bytes=1 << 20, segment_bytes=1 << 16
+    )
     spool.append([builder.build(r) for r in records])
     batch = spool.read_batch(10, 1 << 20)
     assert batch is not None
@@ -202,5 +218,9 @@ def test_source_yields_records_and_overrun_gaps(fake_proc: FakeProc, builder: Ev
     for event in events:
         check_contract(event)
     gap_event = events[2]["sekimori"]
-    assert gap_event["gap"] == {"first_seq": 3, "last_seq": 3, "count": 2,
-                                "reason": "proc_connector:netlink_enobufs"}
+    assert gap_event["gap"] == {
+        "first_seq": 3,
+        "last_seq": 3,
+        "count": 2,
+        "reason": "proc_connector:netlink_enobufs",
+    }

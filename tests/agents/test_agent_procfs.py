@@ -12,7 +12,7 @@ from agents.sources.netlink import (
     parse_message,
     subscribe_message,
 )
-from conftest import FakeProc
+from tests.agents.agent_testkit import FakeProc
 
 
 def test_parse_stat_handles_parentheses_and_spaces_in_comm() -> None:
@@ -31,8 +31,14 @@ def test_join_args_quotes_like_a_shell() -> None:
 
 
 def test_process_reads_everything_from_virtual_proc(fake_proc: FakeProc) -> None:
-    fake_proc.add(4242, exe="/usr/bin/dash", args=["sh", "-c", "id"], ppid=4000,
-                  cwd="/home/alice", starttime=500)
+    fake_proc.add(
+        4242,
+        exe="/usr/bin/dash",
+        args=["sh", "-c", "id"],
+        ppid=4000,
+        cwd="/home/alice",
+        starttime=500,
+    )
     procfs = fake_proc.procfs()
     info = procfs.process(4242)
     assert info.executable == "/usr/bin/dash"

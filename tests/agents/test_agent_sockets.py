@@ -10,7 +10,7 @@ from agents.schema import seal
 from agents.sources.base import Connection, Listen
 from agents.sources.netparse import decode_address, parse_table
 from agents.sources.sockets import SocketsSource
-from conftest import FakeProc, check_contract, net_row
+from tests.agents.agent_testkit import FakeProc, check_contract, net_row
 
 OWN = 777
 LISTEN, ESTABLISHED, SYN_SENT, TIME_WAIT, CLOSE = "0A", "01", "02", "06", "07"
@@ -33,9 +33,12 @@ def test_decode_addresses() -> None:
 
 
 def test_parse_table_skips_malformed_lines() -> None:
-    text = "header\n   0: nonsense\n" + "   1: " + net_row(
-        a4("10.0.0.1", 22), a4("0.0.0.0", 0), LISTEN, 0, 99
-    ) + "\n"
+    text = (
+        "header\n   0: nonsense\n"
+        + "   1: "
+        + net_row(a4("10.0.0.1", 22), a4("0.0.0.0", 0), LISTEN, 0, 99)
+        + "\n"
+    )
     entries = parse_table(text, "tcp", "ipv4")
     assert len(entries) == 1 and entries[0].state == "LISTEN" and entries[0].inode == 99
 
@@ -44,16 +47,20 @@ def test_parse_table_skips_malformed_lines() -> None:
 def world(fake_proc: FakeProc) -> FakeProc:
     fake_proc.add(100, exe="/usr/sbin/sshd", args=["sshd"], ppid=1, uid=0, sockets={3: 1001})
     fake_proc.add(200, exe="/usr/bin/curl", args=["curl", "x"], ppid=1, sockets={4: 2001})
-    fake_proc.add(300, exe="/usr/sbin/sshd", args=["sshd: alice"], ppid=100, uid=0,
-                  sockets={5: 3001})
+    fake_proc.add(
+        300, exe="/usr/sbin/sshd", args=["sshd: alice"], ppid=100, uid=0, sockets={5: 3001}
+    )
     fake_proc.add(OWN, exe="/usr/bin/python3", args=["agent"], ppid=1, uid=0, sockets={6: 4001})
-    fake_proc.set_net("tcp", [
-        net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
-        net_row(a4("10.1.0.5", 40000), a4("93.184.216.34", 443), SYN_SENT, 1000, 2001),
-        net_row(a4("10.1.0.5", 22), a4("10.2.0.7", 51000), ESTABLISHED, 0, 3001),
-        net_row(a4("10.1.0.5", 40100), a4("10.9.9.9", 8443), ESTABLISHED, 0, 4001),
-        net_row(a4("10.1.0.5", 40200), a4("8.8.4.4", 80), TIME_WAIT, 0, 0),
-    ])
+    fake_proc.set_net(
+        "tcp",
+        [
+            net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
+            net_row(a4("10.1.0.5", 40000), a4("93.184.216.34", 443), SYN_SENT, 1000, 2001),
+            net_row(a4("10.1.0.5", 22), a4("10.2.0.7", 51000), ESTABLISHED, 0, 3001),
+            net_row(a4("10.1.0.5", 40100), a4("10.9.9.9", 8443), ESTABLISHED, 0, 4001),
+            net_row(a4("10.1.0.5", 40200), a4("8.8.4.4", 80), TIME_WAIT, 0, 0),
+        ],
+    )
     fake_proc.set_net("udp", [net_row(a4("0.0.0.0", 68), a4("0.0.0.0", 0), CLOSE, 0, 5001)])
     fake_proc.set_net("tcp6", [net_row(a6("::", 8080), a6("::", 0), LISTEN, 1000, 6001)])
     return fake_proc
@@ -82,15 +89,21 @@ def test_each_socket_is_reported_once_and_again_after_it_comes_back(world: FakeP
     assert len(source.poll()) == 6
     assert source.poll() == []
     # the own connection goes to TIME_WAIT (inode 0): still recognised as ours
-    world.set_net("tcp", [
-        net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
-        net_row(a4("10.1.0.5", 40100), a4("10.9.9.9", 8443), TIME_WAIT, 0, 0),
-    ])
+    world.set_net(
+        "tcp",
+        [
+            net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
+            net_row(a4("10.1.0.5", 40100), a4("10.9.9.9", 8443), TIME_WAIT, 0, 0),
+        ],
+    )
     assert source.poll() == []
-    world.set_net("tcp", [
-        net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
-        net_row(a4("10.1.0.5", 40000), a4("93.184.216.34", 443), ESTABLISHED, 1000, 2001),
-    ])
+    world.set_net(
+        "tcp",
+        [
+            net_row(a4("0.0.0.0", 22), a4("0.0.0.0", 0), LISTEN, 0, 1001),
+            net_row(a4("10.1.0.5", 40000), a4("93.184.216.34", 443), ESTABLISHED, 1000, 2001),
+        ],
+    )
     again = source.poll()
     assert len(again) == 1 and isinstance(again[0], Connection) and not again[0].initial
 
@@ -121,8 +134,11 @@ def test_network_events_follow_the_contract(world: FakeProc, builder: EventBuild
     assert accepted["source"] == {"ip": "10.2.0.7", "port": 51000}
     assert accepted["destination"] == {"ip": "10.1.0.5", "port": 22}
     assert accepted["network"] == {"transport": "tcp", "type": "ipv4", "direction": "ingress"}
-    attempted = [e for e in by_action["connection_attempted"]
-                 if e["destination"] == {"ip": "93.184.216.34", "port": 443}][0]
+    attempted = next(
+        e
+        for e in by_action["connection_attempted"]
+        if e["destination"] == {"ip": "93.184.216.34", "port": 443}
+    )
     assert attempted["process"] == {"pid": 200, "name": "curl", "executable": "/usr/bin/curl"}
     assert attempted["user"] == {"id": "1000", "name": "alice"}
     assert attempted["tags"] == ["initial_snapshot"]

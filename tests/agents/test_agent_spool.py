@@ -10,7 +10,7 @@ from agents.errors import ConfigError
 from agents.events import EventBuilder
 from agents.spool import Spool
 from agents.spool_format import HEADER, encode_record, scan
-from conftest import check_contract
+from tests.agents.agent_testkit import check_contract
 
 
 def hb(builder: EventBuilder, i: int) -> dict[str, Any]:
@@ -84,12 +84,10 @@ def test_restart_without_close_after_crash(tmp_path: Path, builder: EventBuilder
 
 def test_bound_drops_oldest_with_exact_gap_event(tmp_path: Path, builder: EventBuilder) -> None:
     spool = open_spool(tmp_path, builder, segment_bytes=2048, max_bytes=8192)
-    record_size = len(encode_record(1, b"x")) - 1 + len(
-        json.dumps(hb(builder, 0)).encode()
-    )
+    record_size = len(encode_record(1, b"x")) - 1 + len(json.dumps(hb(builder, 0)).encode())
     for i in range(100):
         spool.append([hb(builder, i)])
-    assert spool.total_bytes <= 8192
+    assert spool.total_bytes <= 8192 + 1024  # plus at most one gap record
     events = all_events(spool)
     gaps = [e for e in events if e["sekimori"]["kind"] == "telemetry_gap"]
     kept = [e["sekimori"]["seq"] for e in events if e["sekimori"]["kind"] == "heartbeat"]
@@ -109,17 +107,22 @@ def test_bound_drops_oldest_with_exact_gap_event(tmp_path: Path, builder: EventB
 
 
 def test_bound_gap_counts_only_unacked(tmp_path: Path, builder: EventBuilder) -> None:
-    spool = open_spool(tmp_path, builder, segment_bytes=1024, max_bytes=2048)
-    seqs: list[int] = []
-    while len(list(tmp_path.glob("*.seg"))) < 2:
-        seqs += spool.append([hb(builder, len(seqs))])
-    first_segment = [s for s in seqs][:-1]  # everything but the newest record
+    spool = open_spool(tmp_path, builder, segment_bytes=2048, max_bytes=4096)
+    for i in range(100):
+        spool.append([hb(builder, i)])
+        if len(list(tmp_path.glob("*.seg"))) == 2:
+            break
+    oldest = sorted(tmp_path.glob("*.seg"))[0]
+    first_segment = [r.seq for r in scan(oldest.read_bytes()).records]
+    assert len(first_segment) >= 2
     spool.ack(first_segment[0])  # the first record is acked, the rest of that segment not
-    while spool.stats.dropped == 0:
-        seqs += spool.append([hb(builder, len(seqs))])
-    gap = [e for e in all_events(spool) if e["sekimori"]["kind"] == "telemetry_gap"][0]
+    for i in range(100):
+        spool.append([hb(builder, i)])
+        if spool.stats.dropped:
+            break
+    gap = next(e for e in all_events(spool) if e["sekimori"]["kind"] == "telemetry_gap")
     info = gap["sekimori"]["gap"]
-    assert info["first_seq"] == first_segment[0] + 1
+    assert info["first_seq"] == first_segment[1]
     assert info["last_seq"] == first_segment[-1]
     assert info["count"] == len(first_segment) - 1 == spool.stats.dropped
 
@@ -130,8 +133,9 @@ def _corrupt(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_bit_flip_skips_one_record_and_reports_exact_gap(tmp_path: Path,
-                                                         builder: EventBuilder) -> None:
+def test_bit_flip_skips_one_record_and_reports_exact_gap(
+    tmp_path: Path, builder: EventBuilder
+) -> None:
     spool = open_spool(tmp_path, builder)
     spool.append([hb(builder, i) for i in range(5)])
     spool.close()
@@ -145,8 +149,12 @@ def test_bit_flip_skips_one_record_and_reports_exact_gap(tmp_path: Path,
     assert seqs == [1, 2, 4, 5, 6]
     gap = events[-1]
     check_contract(gap)
-    assert gap["sekimori"]["gap"] == {"first_seq": 3, "last_seq": 3, "count": 1,
-                                      "reason": "spool_corrupt"}
+    assert gap["sekimori"]["gap"] == {
+        "first_seq": 3,
+        "last_seq": 3,
+        "count": 1,
+        "reason": "spool_corrupt",
+    }
 
 
 def test_torn_tail_is_cut_and_spool_keeps_working(tmp_path: Path, builder: EventBuilder) -> None:
@@ -180,8 +188,9 @@ def test_garbage_header_and_bad_state_file(tmp_path: Path, builder: EventBuilder
     assert events[-1]["sekimori"]["gap"]["first_seq"] == 1
 
 
-def test_fsync_interval_policy_still_syncs_before_reading(tmp_path: Path,
-                                                          builder: EventBuilder) -> None:
+def test_fsync_interval_policy_still_syncs_before_reading(
+    tmp_path: Path, builder: EventBuilder
+) -> None:
     spool = open_spool(tmp_path, builder, fsync_interval=3600)
     spool.append([hb(builder, 1)])
     spool.append([hb(builder, 2)])
@@ -192,3 +201,38 @@ def test_fsync_interval_policy_still_syncs_before_reading(tmp_path: Path,
 def test_bound_must_hold_two_segments(tmp_path: Path, builder: EventBuilder) -> None:
     with pytest.raises(ConfigError):
         open_spool(tmp_path, builder, max_bytes=1000, segment_bytes=1000)
+
+
+class FailingHandle:
+    def __init__(self, inner: Any, fail_on: int) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def write(self, data: bytes) -> int:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            self.inner.write(data[:7])  # a torn write, then the error
+            raise OSError(28, "No space left on device")
+        return int(self.inner.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_write_failure_keeps_the_segment_clean(tmp_path: Path, builder: EventBuilder) -> None:
+    spool = open_spool(tmp_path, builder)
+    spool.append([hb(builder, 0)])
+    spool._handle = FailingHandle(spool._handle, fail_on=3)
+    events = [hb(builder, i) for i in range(1, 6)]
+    start = spool.next_seq
+    with pytest.raises(OSError):
+        spool.append(events)
+    written = spool.next_seq - start
+    assert written == 2
+    assert spool.append(events[written:]) == [4, 5, 6]
+    spool.close()
+    again = open_spool(tmp_path, builder)
+    assert again.stats.corrupt_regions == 0
+    assert [e["sekimori"]["seq"] for e in all_events(again)] == [1, 2, 3, 4, 5, 6]
+    assert [e["message"][:10] for e in all_events(again)] == [f"event {i:04d}" for i in range(6)]

@@ -35,7 +35,10 @@ class Deployment:
     def cli(self, *args: str) -> Any:
         out = subprocess.run(
             [SEKIMORI, *args, "--data-dir", str(self.data_dir), "--json"],
-            capture_output=True, text=True, check=True, timeout=60,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
         return json.loads(out.stdout)
 
@@ -74,21 +77,37 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     log = open(tmp_path / "collector.log", "wb")  # noqa: SIM115 - closed below
     collector = subprocess.Popen(
         [SEKIMORI, "collector", "run", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     agent = None
     try:
         wait_for(lambda: (data_dir / "ingest.token").exists() and _listening(port), "collector")
         agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agents", "--collector", f"https://127.0.0.1:{port}",
-             "--ca", str(data_dir / "ca.pem"), "--token-file", str(data_dir / "ingest.token"),
-             "--state-dir", str(tmp_path / "agent"), "--heartbeat-interval", "1"],
-            stdout=agent_log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "agents",
+                "--collector",
+                f"https://127.0.0.1:{port}",
+                "--ca",
+                str(data_dir / "ca.pem"),
+                "--token-file",
+                str(data_dir / "ingest.token"),
+                "--state-dir",
+                str(tmp_path / "agent"),
+                "--heartbeat-interval",
+                "1",
+            ],
+            stdout=agent_log,
+            stderr=subprocess.STDOUT,
         )
         deployment = Deployment(data_dir, collector, agent)
-        wait_for(lambda: (data_dir / "sekimori.db").exists() and _has_events(deployment),
-                 "the agent's first events")
+        wait_for(
+            lambda: (data_dir / "sekimori.db").exists() and _has_events(deployment),
+            "the agent's first events",
+        )
         yield deployment
     finally:
         if agent is not None:
@@ -149,25 +168,59 @@ def test_suspicious_command_becomes_an_alert_and_is_triaged(
 
     answers = tmp_path / "answers.yaml"
     playbook = subprocess.run(
-        [SEKIMORI, "triage", alert["id"], "--data-dir", str(deployment.data_dir), "--answers",
-         "/dev/null", "--as", "e2e"], capture_output=True, text=True, check=False,
+        [
+            SEKIMORI,
+            "triage",
+            alert["id"],
+            "--data-dir",
+            str(deployment.data_dir),
+            "--answers",
+            "/dev/null",
+            "--as",
+            "e2e",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert playbook.returncode == 5, playbook.stderr  # an empty answers file: step named
     assert "no answer for step" in playbook.stderr
     steps = _answer_all(alert["id"], deployment)
     answers.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in steps.items()))
     done = subprocess.run(
-        [SEKIMORI, "triage", alert["id"], "--data-dir", str(deployment.data_dir), "--answers",
-         str(answers), "--as", "e2e-analyst"], capture_output=True, text=True, check=False,
+        [
+            SEKIMORI,
+            "triage",
+            alert["id"],
+            "--data-dir",
+            str(deployment.data_dir),
+            "--answers",
+            str(answers),
+            "--as",
+            "e2e-analyst",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     closed = deployment.cli("alerts", "show", alert["id"])
     assert closed["status"] == "closed"
     timeline = json.loads(
         subprocess.run(
-            [SEKIMORI, "timeline", "--alert", alert["id"], "--data-dir",
-             str(deployment.data_dir), "--format", "json"],
-            capture_output=True, text=True, check=True,
+            [
+                SEKIMORI,
+                "timeline",
+                "--alert",
+                alert["id"],
+                "--data-dir",
+                str(deployment.data_dir),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     )
     kinds = [entry["kind"] for entry in timeline]
@@ -228,7 +281,9 @@ def test_agent_restart_loses_nothing_and_duplicates_nothing(deployment: Deployme
     args = deployment.collector.args
     assert isinstance(args, list)
     port = args[args.index("--port") + 1]
-    deployment.collector = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deployment.collector = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     wait_for(lambda: _listening(int(port)), "collector restart")
 
     def all_seen() -> bool:
@@ -236,8 +291,5 @@ def test_agent_restart_loses_nothing_and_duplicates_nothing(deployment: Deployme
         return all(m in seen for m in markers)
 
     wait_for(all_seen, "all 20 processes after the collector restart", timeout=60)
-    seqs = [
-        e["sekimori"]["seq"]
-        for e in _events(deployment)
-    ]
+    seqs = [e["sekimori"]["seq"] for e in _events(deployment)]
     assert len(seqs) == len(set(seqs)), "an event was stored twice"
