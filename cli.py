@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.table import Table
+from rich.text import Text
 
 from agents.errors import ConfigError, NotFoundError, SekimoriError
 
@@ -61,9 +63,9 @@ def fail(exc: SekimoriError, debug: bool) -> NoReturn:
         import traceback
 
         traceback.print_exception(exc)
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {esc(str(exc))}", highlight=False)
     if exc.remedy:
-        err_console.print(f"[yellow]hint:[/] {exc.remedy}", highlight=False)
+        err_console.print(f"[yellow]hint:[/] {esc(exc.remedy)}", highlight=False)
     sys.exit(exc.exit_code)
 
 
@@ -155,8 +157,19 @@ def _build(
     )
     collector = build_collector(config)
     for error in collector.rules.errors:
-        err_console.print(f"[yellow]rule not loaded:[/] {error}", highlight=False)
+        err_console.print(f"[yellow]rule not loaded:[/] {esc(str(error))}", highlight=False)
     return collector
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (service managers) and SIGINT (Ctrl-C, even if inherited as ignored) stop us."""
+    import signal
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 @cli.command()
@@ -177,6 +190,7 @@ def up(
     collector = _build(data_dir, host, port, zones, rule_paths)
     server = CollectorThread(collector)
     server.start()
+    _stop_on_signals()
     agent = None
     try:
         if not no_agent:
@@ -214,6 +228,7 @@ def collector_run(
 
     server = CollectorThread(_build(data_dir, host, port, zones, rule_paths))
     server.start()
+    _stop_on_signals()
     console.print(f"collector listening at {server.collector.url}; Ctrl-C stops")
     try:
         server.wait()
@@ -249,7 +264,7 @@ def collector_dead_letters(data_dir: Path, limit: int, as_json: bool) -> None:
     for column in ("received", "agent", "reason", "raw"):
         table.add_column(column, overflow="fold")
     for d in letters:
-        table.add_row(f"{d.received_at:%H:%M:%S}", d.agent_id, d.reason, d.raw[:120])
+        table.add_row(f"{d.received_at:%H:%M:%S}", esc(d.agent_id), esc(d.reason), esc(d.raw[:120]))
     console.print(table)
 
 
@@ -290,11 +305,11 @@ def demo(keep: Path | None, as_json: bool) -> None:
         for column in ("level", "title", "host", "events"):
             table.add_column(column)
         for a in raised:
-            table.add_row(a.level, a.title, a.host, str(a.count))
+            table.add_row(a.level, esc(a.title), esc(a.host), str(a.count))
         console.print(table)
     missed = {s.expect_title for s in steps} - {a.title for a in raised}
     for title in sorted(missed):
-        err_console.print(f"[red]missed:[/] {title}")
+        err_console.print(f"[red]missed:[/] {esc(title)}")
     if keep and not as_json:
         console.print(f"explore: sekimori alerts list --data-dir {keep}")
     if missed:
@@ -329,17 +344,20 @@ def alerts_list(
         _print_json([a.to_json() for a in found])
         return
     table = Table(title=f"{len(found)} alert(s)")
-    for column in ("id", "level", "title", "host", "zone", "count", "last seen", "status"):
-        table.add_column(column)
+    table.add_column("id", no_wrap=True)
+    table.add_column("level", no_wrap=True)
+    table.add_column("title", min_width=24, ratio=1)
+    for column in ("host", "zone", "n", "last seen", "status"):
+        table.add_column(column, no_wrap=True)
     for a in found:
         table.add_row(
             a.id,
-            f"[{LEVEL_STYLE.get(a.level, '')}]{a.level}[/]",
-            a.title,
-            a.host,
-            a.zone or "-",
+            Text(a.level, style=LEVEL_STYLE.get(a.level, "")),
+            esc(a.title),
+            esc(a.host),
+            esc(a.zone or "-"),
             str(a.count),
-            a.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            a.last_seen.strftime("%m-%d %H:%M:%S"),
             a.status,
         )
     console.print(table)
@@ -362,7 +380,7 @@ def alerts_show(alert_id: str, data_dir: Path, as_json: bool) -> None:
     if as_json:
         _print_json({**alert.to_json(), "events": events})
         return
-    console.print(f"[bold]{alert.id}[/]  {alert.title}")
+    console.print(f"[bold]{alert.id}[/]  {esc(alert.title)}")
     for label, value in (
         ("level", alert.level),
         ("rule", alert.rule_id),
@@ -372,12 +390,14 @@ def alerts_show(alert_id: str, data_dir: Path, as_json: bool) -> None:
         ("first / last seen", f"{alert.first_seen:%Y-%m-%d %H:%M:%S} / {alert.last_seen:%H:%M:%S}"),
         ("status", f"{alert.status} {alert.resolution or ''}"),
     ):
-        console.print(f"  {label:18} {value}", highlight=False)
+        console.print(f"  {label:18} {esc(value)}", highlight=False)
     if alert.description:
-        console.print(f"  {alert.description}", highlight=False)
+        console.print(f"  {esc(alert.description)}", highlight=False)
     console.print(f"  events ({len(events)} shown):")
     for ev in events:
-        console.print(f"    {ev['@timestamp']}  {summarise_event(ev)}", highlight=False)
+        console.print(
+            f"    {esc(str(ev['@timestamp']))}  {esc(summarise_event(ev))}", highlight=False
+        )
     console.print(f"next: sekimori triage {alert.id}   |   sekimori timeline --alert {alert.id}")
 
 
@@ -428,7 +448,7 @@ def triage(
 
     loaded = load_playbooks(builtin_content_dir(), *playbook_paths)
     for error in loaded.errors:
-        err_console.print(f"[yellow]playbook not loaded:[/] {error}", highlight=False)
+        err_console.print(f"[yellow]playbook not loaded:[/] {esc(str(error))}", highlight=False)
     store = _open_store(data_dir)
     alert = store.get_alert(alert_id)
     if alert is None:
@@ -493,16 +513,16 @@ def timeline(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        table = Table(title=f"timeline: {alert_id or host} ({len(rows)} entries)")
+        table = Table(title=esc(f"timeline: {alert_id or host} ({len(rows)} entries)"))
         for column in ("time (UTC)", "kind", "summary", "ref"):
             table.add_column(column, overflow="fold")
         styles = {"alert": "bold red", "triage": "bold cyan", "event": ""}
         for e in entries:
             table.add_row(
                 e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-                f"[{styles[e.kind]}]{e.kind}[/]" if styles[e.kind] else e.kind,
-                e.summary,
-                e.ref[:14],
+                Text(e.kind, style=styles[e.kind]),
+                esc(e.summary),
+                esc(e.ref[:14]),
             )
         console.print(table)
 
@@ -549,12 +569,10 @@ def rules_validate(paths: tuple[Path, ...], as_json: bool) -> None:
         )
     else:
         for error in ruleset.errors:
-            err_console.print(f"[red]error:[/] {error}", highlight=False)
+            err_console.print(f"[red]error:[/] {esc(str(error))}", highlight=False)
         for skipped in ruleset.skipped:
-            console.print(
-                f"[yellow]skipped:[/] {skipped.source}: {skipped.reason}: {skipped.detail}",
-                highlight=False,
-            )
+            what = f"{skipped.source}: {skipped.reason}: {skipped.detail}"
+            console.print(f"[yellow]skipped:[/] {esc(what)}", highlight=False)
         console.print(
             f"{len(ruleset)} rule(s) loaded, {len(ruleset.errors)} error(s),"
             f" {len(ruleset.skipped)} skipped"
@@ -590,8 +608,8 @@ def rules_test(paths: tuple[Path, ...], as_json: bool) -> None:
         for column in ("rule", "samples", "result"):
             table.add_column(column, overflow="fold")
         for r in reports:
-            verdict = "[green]ok[/]" if r.ok else "[red]" + "; ".join(r.problems) + "[/]"
-            table.add_row(r.title, str(r.checked), verdict)
+            verdict = "[green]ok[/]" if r.ok else "[red]" + esc("; ".join(r.problems)) + "[/]"
+            table.add_row(esc(r.title), str(r.checked), verdict)
         console.print(table)
         console.print(f"{len(reports) - len(failed)} passed, {len(failed)} failed")
     if failed or ruleset.errors:
@@ -618,7 +636,7 @@ def audit_verify(data_dir: Path, as_json: bool) -> None:
         _print_json({"records": len(records), "problems": problems})
     elif problems:
         for problem in problems:
-            err_console.print(f"[red]broken:[/] {problem}")
+            err_console.print(f"[red]broken:[/] {esc(problem)}")
     else:
         head = records[-1].hash[:16] if records else "-"
         console.print(f"ledger intact: {len(records)} record(s), head {head}")

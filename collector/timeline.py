@@ -49,12 +49,12 @@ def summarise_event(event: Mapping[str, Any]) -> str:
             f"{get_path(event, 'source.ip')}:{get_path(event, 'source.port')} -> "
             f"{get_path(event, 'destination.ip')}:{get_path(event, 'destination.port')} "
             f"({get_path(event, 'sekimori.zone.destination') or '?'}) "
-            f"by {get_path(event, 'process.name') or pid}"
+            f"by {_process(event)}"
         )
     if kind == "network_listen":
         return (
             f"listen {get_path(event, 'network.transport')} {get_path(event, 'source.ip')}:"
-            f"{get_path(event, 'source.port')} by {get_path(event, 'process.name') or pid}"
+            f"{get_path(event, 'source.port')} by {_process(event)}"
         )
     if kind == "telemetry_gap":
         return (
@@ -63,6 +63,14 @@ def summarise_event(event: Mapping[str, Any]) -> str:
             f"-{get_path(event, 'sekimori.gap.last_seq')})"
         )
     return str(get_path(event, "event.action") or kind)
+
+
+def _process(event: Mapping[str, Any]) -> str:
+    name = get_path(event, "process.name")
+    pid = get_path(event, "process.pid")
+    if name and pid is not None:
+        return f"{name}[{pid}]"
+    return str(name or pid or "unknown process")
 
 
 def _alert_entry(alert: Alert) -> TimelineEntry:
