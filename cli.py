@@ -465,8 +465,8 @@ def triage(
         AnswersFileIO.from_file(answers, playbook=playbook) if answers else ConsoleTriageIO(console)
     )
     console.print(
-        f"[bold]{alert.id}[/] {alert.title} on {alert.host} — playbook {playbook.id}"
-        f" ({playbook.title}), analyst {actor}"
+        f"[bold]{alert.id}[/] {esc(alert.title)} on {esc(alert.host)} — playbook"
+        f" {esc(playbook.id)} ({esc(playbook.title)}), analyst {esc(actor)}"
     )
     outcome = run_playbook(playbook, alert, store, io, actor)
     console.print(

@@ -14,6 +14,7 @@ from collector.store.base import Store
 
 EntryKind = Literal["event", "alert", "triage"]
 ALERT_MARGIN = timedelta(minutes=15)
+_KIND_ORDER = {"event": 0, "alert": 1, "triage": 2}  # an alert follows the event that raised it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +94,10 @@ def _triage_entry(record: TriageRecord, host: str) -> TimelineEntry:
     )
 
 
+def _order(entry: TimelineEntry) -> tuple[datetime, int]:
+    return entry.at, _KIND_ORDER[entry.kind]
+
+
 def host_timeline(
     store: Store, host: str, since: datetime, until: datetime, limit: int = 10_000
 ) -> list[TimelineEntry]:
@@ -114,7 +119,7 @@ def host_timeline(
     for record in store.triage_records(since=since, until=until):
         if record.alert_id in hosts_by_alert:
             entries.append(_triage_entry(record, host))
-    return sorted(entries, key=lambda e: (e.at, e.kind))
+    return sorted(entries, key=_order)
 
 
 def alert_timeline(
@@ -133,4 +138,4 @@ def alert_timeline(
             entries.append(entry)
     if not any(e.kind == "alert" and e.ref == alert.id for e in entries):
         entries.append(_alert_entry(alert))
-    return sorted(entries, key=lambda e: (e.at, e.kind))
+    return sorted(entries, key=_order)
