@@ -81,3 +81,16 @@ class PermissionDenied(SekimoriError):  # noqa: N818 - public name kept
     """A privilege is missing (e.g. root for the netlink process connector)."""
 
     exit_code = 9
+
+
+class CheckFailed(SekimoriError):  # noqa: N818 - reads as a verdict
+    """A check ran and found problems (audit verify, rules validate/test, demo)."""
+
+    exit_code = 10
+
+
+class AuthError(SekimoriError):
+    """Authentication or authorisation refused: enrollment token, client certificate,
+    revoked identity, a batch claiming another agent."""
+
+    exit_code = 10

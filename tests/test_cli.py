@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cli, parse_when
+from cli import cli
 from collector.alerts import AlertManager
+from collector.commands.common import parse_when
 from collector.store.sqlite import SqliteStore
 from detections import default_rules_dir, load_rules
 from tests.conftest import build_event

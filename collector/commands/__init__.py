@@ -1,0 +1,1 @@
+"""Click command groups for the collector side (wired into the ``sekimori`` root in cli.py)."""
