@@ -1,8 +1,8 @@
 """``sekimori`` command line: the root group. It parses, dispatches and maps errors to exit codes.
 
 The commands live next to what they drive (one module per command group):
-``collector/commands/*`` (up, collector, demo, alerts, timeline, audit),
-``detections/commands.py`` (rules), ``playbooks/commands.py`` (triage). They are imported only
+``collector/cli/*`` (up, collector, demo, alerts, timeline, audit),
+``detections/cli.py`` (rules), ``playbooks/cli.py`` (triage). They are imported only
 when used, so ``sekimori --help`` stays fast and has no side effects.
 
 Exit codes: 0 ok; 1 unexpected failure; 2 configuration; 3 bad input; 4 rule; 5 playbook;
@@ -25,14 +25,14 @@ from agents.errors import SekimoriError
 
 # command name -> (module, attribute); imported on first use
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("collector.commands.service", "up"),
-    "collector": ("collector.commands.service", "collector"),
-    "demo": ("collector.commands.service", "demo"),
-    "alerts": ("collector.commands.alerts", "alerts"),
-    "timeline": ("collector.commands.timeline", "timeline"),
-    "audit": ("collector.commands.timeline", "audit"),
-    "rules": ("detections.commands", "rules"),
-    "triage": ("playbooks.commands", "triage"),
+    "up": ("collector.cli.service", "up"),
+    "collector": ("collector.cli.service", "collector"),
+    "demo": ("collector.cli.service", "demo"),
+    "alerts": ("collector.cli.alerts", "alerts"),
+    "timeline": ("collector.cli.timeline", "timeline"),
+    "audit": ("collector.cli.timeline", "audit"),
+    "rules": ("detections.cli", "rules"),
+    "triage": ("playbooks.cli", "triage"),
 }
 
 err_console = Console(stderr=True)

@@ -67,7 +67,8 @@ def main() -> int:
         data = Path(tmp)
         up = subprocess.Popen(
             [sekimori, "up", "--data-dir", str(data), "--port", str(free_port())],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         db = data / "sekimori.db"
         try:
@@ -96,8 +97,11 @@ def main() -> int:
     result = {
         "rounds": args.rounds,
         "event_stored_s": {"median": statistics.median(stored), "p95": pct(stored, 0.95)},
-        "alert_s": {"median": statistics.median(alerted), "p95": pct(alerted, 0.95),
-                    "max": max(alerted)},
+        "alert_s": {
+            "median": statistics.median(alerted),
+            "p95": pct(alerted, 0.95),
+            "max": max(alerted),
+        },
         "ratio_alert_over_stored_median": statistics.median(alerted) / statistics.median(stored),
     }
     print(json.dumps(result, indent=2))

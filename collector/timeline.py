@@ -25,6 +25,7 @@ class TimelineEntry:
     summary: str
     ref: str  # event id, alert id, or triage ledger seq
     level: str = ""
+    category: str = ""  # for events: sekimori.kind
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +111,7 @@ def host_timeline(
             host=host,
             summary=summarise_event(ev),
             ref=str(get_path(ev, "event.id")),
+            category=str(get_path(ev, "sekimori.kind") or ""),
         )
         for ev in store.query_events(EventQuery(host=host, since=since, until=until, limit=limit))
     ]

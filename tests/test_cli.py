@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cli import cli
 from collector.alerts import AlertManager
-from collector.commands.common import parse_when
+from collector.cli.common import parse_when
 from collector.store.sqlite import SqliteStore
 from detections import default_rules_dir, load_rules
 from tests.conftest import build_event

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from agents.errors import CheckFailed
-from collector.commands.common import (
+from collector.cli.common import (
     console,
     data_dir_option,
     err_console,

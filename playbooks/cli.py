@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from agents.errors import NotFoundError
-from collector.commands.common import (
+from collector.cli.common import (
     console,
     data_dir_option,
     err_console,

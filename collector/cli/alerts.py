@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.errors import NotFoundError
-from collector.commands.common import (
+from collector.cli.common import (
     console,
     data_dir_option,
     esc,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from agents.errors import CheckFailed, ConfigError
-from collector.commands.common import (
+from collector.cli.common import (
     console,
     data_dir_option,
     err_console,
@@ -32,12 +33,25 @@ from collector.commands.common import (
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "html"]),
     default="table",
     show_default=True,
+    help="html: a self-contained page with a swimlane picture (for reports).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of the terminal.",
 )
 def timeline(
-    data_dir: Path, alert_id: str | None, host: str | None, since: str, until: str, fmt: str
+    data_dir: Path,
+    alert_id: str | None,
+    host: str | None,
+    since: str,
+    until: str,
+    fmt: str,
+    output: Path | None,
 ) -> None:
     """Events, alerts and triage records of a host or an alert, in time order."""
     from collector.timeline import alert_timeline, host_timeline
@@ -49,6 +63,9 @@ def timeline(
         entries = alert_timeline(store, alert_id)
     else:
         entries = host_timeline(store, host or "", parse_when(since), parse_when(until))
+    if fmt == "html" or output is not None:
+        _write_file(fmt, entries, f"sekimori timeline: {alert_id or host}", output)
+        return
     rows = [e.to_json() for e in entries]
     if fmt == "json":
         print_json(rows)
@@ -102,3 +119,28 @@ def audit_verify(data_dir: Path, as_json: bool) -> None:
             f"the triage ledger is broken: {len(problems)} problem(s)",
             remedy="compare with a backup of the store; the first broken record is listed",
         )
+
+
+def _write_file(fmt: str, entries: list[Any], title: str, output: Path | None) -> None:
+    import io
+    import json as jsonlib
+
+    from collector.report import timeline_html
+
+    if fmt == "html":
+        text = timeline_html(title, entries)
+    elif fmt == "json":
+        text = jsonlib.dumps([e.to_json() for e in entries], ensure_ascii=False, indent=2)
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(entries[0].to_json()) if entries else [])
+        writer.writeheader()
+        writer.writerows(e.to_json() for e in entries)
+        text = buffer.getvalue()
+    else:
+        raise ConfigError("--output needs --format json, csv or html")
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {len(entries)} entries to {esc(str(output))}")
