@@ -179,3 +179,40 @@ def test_parse_when() -> None:
     assert parse_when("2026-11-26T06:00:00") == datetime(2026, 11, 26, 6, tzinfo=UTC)
     with pytest.raises(Exception, match="cannot read time"):
         parse_when("yesterday-ish")
+
+
+def test_timeline_html_report_is_self_contained_and_escaped(data_dir: Path, tmp_path: Path) -> None:
+    aid = alert_id(data_dir)
+    out_file = tmp_path / "timeline.html"
+    code, _, _ = run(
+        "timeline",
+        "--alert",
+        aid,
+        "--data-dir",
+        str(data_dir),
+        "--format",
+        "html",
+        "--output",
+        str(out_file),
+    )
+    assert code == 0
+    page = out_file.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    assert "<svg" in page
+    assert "<polygon" in page  # the alert mark
+    assert "http" not in page.split("<svg", 1)[1]  # no external resources
+    assert "<script" not in page
+    hostile_host = build_event(seq=9, host="<script>alert(1)</script>")
+    from collector.report import timeline_html
+    from collector.timeline import TimelineEntry, summarise_event
+
+    entry = TimelineEntry(
+        at=datetime(2026, 11, 26, tzinfo=UTC),
+        kind="alert",
+        host="h",
+        summary=summarise_event(hostile_host) + " <img src=x onerror=alert(1)>",
+        ref="<b>",
+    )
+    html = timeline_html("<t>", [entry])
+    assert "<img" not in html
+    assert "&lt;img src=x" in html
