@@ -14,8 +14,10 @@ from pathlib import Path
 
 from agents import __version__
 from agents.config import AgentConfig, MiB
-from agents.errors import SekimoriError
+from agents.errors import ConfigError, SekimoriError
+from agents.identity import enroll, load_identity
 from agents.runtime import install_signal_handlers, run_agent
+from agents.schema import RESPONSE_ACTIONS
 
 TOKEN_ENV = "SEKIMORI_AGENT_TOKEN"  # noqa: S105 - an env var name
 
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m agents", description="sekimori endpoint agent (process + network)"
     )
     add = parser.add_argument
-    add("--collector", required=True, metavar="URL", help="https://HOST:PORT of the collector")
+    add("--collector", metavar="URL", help="https://HOST:PORT (default: the enrolled collector)")
     add("--ca", type=Path, metavar="PEM", help="collector CA (ca.pem in its data dir)")
     add("--state-dir", type=Path, required=True, metavar="DIR", help="agent id + spool")
     add("--name", help="agent/host name (default: hostname)")
@@ -46,18 +48,68 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="0 = fsync every append batch (default)",
     )
+    add(
+        "--allow-action",
+        action="append",
+        default=[],
+        choices=sorted(RESPONSE_ACTIONS),
+        help="enable a response action on this host (repeatable; default: none)",
+    )
+    add("--control-interval", type=float, default=5.0, metavar="S", help="command poll period")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add("--version", action="version", version=f"sekimori-agent {__version__}")
     return parser
 
 
+def build_enroll_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agents enroll",
+        description="enroll this host: key pair + CSR + one-time token -> client certificate",
+    )
+    add = parser.add_argument
+    add("url", metavar="URL", help="https://HOST:PORT of the collector")
+    add("token", metavar="TOKEN", help="one-time enrollment token ('-' reads it from stdin)")
+    add("--ca", type=Path, required=True, metavar="PEM", help="collector CA to pin (ca.pem)")
+    add("--state-dir", type=Path, required=True, metavar="DIR", help="agent state directory")
+    add("--name", help="agent/host name (default: hostname)")
+    return parser
+
+
+def enroll_main(argv: Sequence[str]) -> int:
+    args = build_enroll_parser().parse_args(argv)
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105
+    try:
+        identity = enroll(
+            args.url, token, state_dir=args.state_dir, ca_file=args.ca, name=args.name
+        )
+    except SekimoriError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        if exc.remedy:
+            sys.stderr.write(f"hint: {exc.remedy}\n")
+        return exc.exit_code
+    except OSError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    sys.stdout.write(f"enrolled as agent {identity.agent_id}\n")
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    collector = args.collector
+    if collector is None:
+        identity = load_identity(args.state_dir)
+        if identity is None:
+            raise ConfigError(
+                "no --collector and this state dir is not enrolled",
+                remedy="python -m agents enroll URL TOKEN --ca ca.pem --state-dir DIR",
+            )
+        collector = identity.collector_url
     token = os.environ.get(TOKEN_ENV)
     if args.token_file is not None:
         token = args.token_file.read_text().strip()
     max_bytes = args.spool_max_mib * MiB
     return AgentConfig(
-        collector_url=args.collector,
+        collector_url=collector,
         ca_file=args.ca,
         state_dir=args.state_dir,
         name=args.name,
@@ -73,10 +125,15 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         spool_max_bytes=max_bytes,
         spool_segment_bytes=min(4 * MiB, max_bytes // 4),
         fsync_interval=args.fsync_interval,
+        allowed_actions=frozenset(args.allow_action),
+        control_interval=args.control_interval,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["enroll"]:
+        return enroll_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -39,19 +39,27 @@ class AgentConfig:
     backoff_max: float = 60.0
     drain_timeout: float = 5.0  # how long shutdown tries to ship what is pending
     proc_root: Path = Path("/proc")
+    allowed_actions: frozenset[str] = frozenset()  # local response policy (default: none)
+    control_interval: float = 5.0  # command poll / renewal check period
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"agent setting {item.name} must not be negative: {value}")
-        for name in ("network_interval", "heartbeat_interval", "ship_interval"):
+        for name in ("network_interval", "heartbeat_interval", "ship_interval", "control_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"agent setting {name} must be positive")
         if self.batch_max_events < 1 or self.batch_max_bytes < 1024:
             raise ConfigError("batch limits too small (>= 1 event and >= 1 KiB)")
         if self.client_key is not None and self.client_cert is None:
             raise ConfigError("--client-key given without --client-cert")
+        from agents.schema import RESPONSE_ACTIONS
+
+        if unknown := sorted(self.allowed_actions - RESPONSE_ACTIONS):
+            raise ConfigError(
+                f"unknown response actions {unknown}: one of {sorted(RESPONSE_ACTIONS)}"
+            )
 
     def shipper_config(self) -> ShipperConfig:
         return ShipperConfig(

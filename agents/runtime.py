@@ -16,14 +16,18 @@ import queue
 import signal
 import threading
 import time
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 from agents.config import AgentConfig, load_or_create_agent_id, prepare_state_dir
+from agents.control import Control
 from agents.errors import TransportError
 from agents.events import EventBuilder
 from agents.hostinfo import detect
+from agents.identity import load_identity
 from agents.procfs import ProcFS
+from agents.response import ResponseExecutor
 from agents.shipper import Shipper
 from agents.sources.base import Record, Source, SourceGap
 from agents.sources.proc_connector import ProcConnectorSource
@@ -59,11 +63,26 @@ class Agent:
             segment_bytes=config.spool_segment_bytes,
             fsync_interval=config.fsync_interval,
         )
+        self.identity = load_identity(config.state_dir)
+        shipping = config.shipper_config()
+        if self.identity is not None and config.client_cert is None:  # enrolled: mutual TLS
+            shipping = replace(
+                shipping,
+                client_cert=self.identity.cert_file,
+                ca_file=config.ca_file or self.identity.ca_file,
+            )
         self.shipper = Shipper(
-            self.spool,
-            config.shipper_config(),
-            agent_id=self.agent_id,
-            agent_name=self.host.name,
+            self.spool, shipping, agent_id=self.agent_id, agent_name=self.host.name
+        )
+        self.control = (
+            Control(
+                self.identity,
+                config.state_dir,
+                ResponseExecutor(config.allowed_actions, config.collector_url),
+                on_new_context=self.shipper.set_context,
+            )
+            if self.identity is not None
+            else None
         )
         own = os.getpid()
         self.proc_source = (
@@ -195,11 +214,25 @@ class Agent:
         shipper = threading.Thread(
             target=self.shipper.run, args=(ship_stop,), name="shipper", daemon=True
         )
-        for thread in (*pumps, writer, shipper):
+        control_stop = threading.Event()
+        controls = (
+            [
+                threading.Thread(
+                    target=self.control.run,
+                    args=(control_stop, self.config.control_interval),
+                    name="control",
+                    daemon=True,
+                )
+            ]
+            if self.control is not None
+            else []
+        )
+        for thread in (*pumps, writer, shipper, *controls):
             thread.start()
         try:
             stop.wait()
         finally:
+            control_stop.set()
             pumps_stop.set()
             for thread in pumps:
                 thread.join(timeout=5.0)

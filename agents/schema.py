@@ -10,6 +10,13 @@ Versioning: ``sekimori.schema`` on every event and ``schema`` on every batch car
 Identity: ``event.id`` is derived from the event's canonical JSON (everything except
 ``event.id`` itself and the fields the collector adds), so a resent event has the same id and
 storing it again is a no-op in every store.
+
+Transport additions (additive, schema 1 unchanged; see docs/security.md): enrollment
+(``EnrollRequest``/``EnrollResponse``), renewal (``RenewRequest``), the command channel
+(``CommandSpec``/``CommandResult``) and two optional request headers on ``/v1/events``:
+``X-Sekimori-Backlog`` (events pending in the agent spool) and ``X-Sekimori-Sent-At`` (the
+agent clock, RFC 3339, for skew detection). The agent identity is never taken from these: it
+is the subject of the client certificate.
 """
 
 from __future__ import annotations
@@ -168,6 +175,52 @@ class IngestResponse(TypedDict):
     duplicates: int
     rejected: list[RejectedEvent]
     acked_seq: int
+
+
+HEADER_BACKLOG: Final = "X-Sekimori-Backlog"
+HEADER_SENT_AT: Final = "X-Sekimori-Sent-At"
+
+ResponseAction = Literal["kill_process", "isolate_host", "release_isolation"]
+RESPONSE_ACTIONS: Final[frozenset[str]] = frozenset(ResponseAction.__args__)  # type: ignore[attr-defined]
+CommandState = Literal["done", "failed", "refused"]
+COMMAND_RESULT_STATES: Final[frozenset[str]] = frozenset(CommandState.__args__)  # type: ignore[attr-defined]
+
+
+class EnrollRequest(TypedDict):
+    """``POST /v1/enroll`` (TLS, no client certificate yet)."""
+
+    token: str
+    csr: str  # PEM; subject CN = the agent id (32 lowercase hex)
+    name: str
+
+
+class EnrollResponse(TypedDict):
+    """Also the answer to ``POST /v1/renew`` (mutual TLS, body ``RenewRequest``)."""
+
+    agent_id: str
+    certificate: str  # PEM client certificate
+    ca: str  # PEM collector CA
+    not_after: float  # POSIX seconds
+    zone: str | None
+
+
+class RenewRequest(TypedDict):
+    csr: str
+
+
+class CommandSpec(TypedDict):
+    """One entry of ``GET /v1/commands`` -> ``{"commands": [...]}`` (mutual TLS)."""
+
+    id: str
+    action: str  # a ResponseAction
+    args: dict[str, Any]
+
+
+class CommandResult(TypedDict):
+    """``POST /v1/commands/<id>/result`` (mutual TLS)."""
+
+    status: str  # a CommandState
+    detail: str
 
 
 def utc_now_iso() -> str:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from agents import __version__
 from agents.errors import ConfigError
-from agents.schema import BATCH_SCHEMA
+from agents.schema import BATCH_SCHEMA, HEADER_BACKLOG, HEADER_SENT_AT, utc_now_iso
 from agents.spool import Batch, Spool
 from agents.tlsconfig import client_context
 
@@ -107,9 +107,15 @@ class Shipper:
         self._agent = json.dumps({"id": agent_id, "name": agent_name}).encode()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._conn: http.client.HTTPSConnection | None = None
+        self._new_context: ssl.SSLContext | None = None
         self.max_events = config.max_events
         self.failures = 0
         self.shipped = 0
+
+    def set_context(self, context: ssl.SSLContext) -> None:
+        """Use ``context`` (a renewed client certificate) from the next connection on. Safe to
+        call from another thread: the switch happens in the shipping thread."""
+        self._new_context = context
 
     # -- one attempt ---------------------------------------------------------------------------
     def body(self, batch: Batch) -> bytes:
@@ -184,6 +190,9 @@ class Shipper:
         return ShipResult(outcome="sent", sent=len(batch.payloads), acked_seq=acked, status=status)
 
     def _post(self, body: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
+        if self._new_context is not None:
+            self.context, self._new_context = self._new_context, None
+            self._close()
         if self._conn is None:
             self._conn = http.client.HTTPSConnection(
                 self.host, self.port, context=self.context, timeout=self.config.timeout
@@ -191,6 +200,8 @@ class Shipper:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"sekimori-agent/{__version__}",
+            HEADER_BACKLOG: str(self.spool.pending),
+            HEADER_SENT_AT: utc_now_iso(),
         }
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"

@@ -10,9 +10,14 @@ Layout: ``<dir>/<first_seq:020d>.seg`` segment files (format in :mod:`agents.spo
   :meth:`read_batch` syncs first, so nothing is shipped that is not on disk.
 - Bound: when the segments would exceed ``max_bytes`` the oldest segment is deleted and a
   ``telemetry_gap`` event (``spool_full``) names the exact seq range and count of the unacked
-  events it held. Gap events themselves never evict, so the bound can be exceeded by at most
-  one gap record (a few hundred bytes) until the next append. Otherwise records leave the
-  spool only through :meth:`ack`.
+  events it held. Gap events themselves never evict, so the bound can be exceeded by the gap
+  records (a few hundred bytes each, one per disjoint dropped range) until the next append.
+  A gap event evicted in turn (the collector stayed away) is announced again, joined with
+  adjacent dropped ranges, so the gap events that reach the collector announce every dropped
+  seq exactly once, in disjoint ranges whose count equals their length. Unacked gap
+  announcements are kept in ``state.json`` too: a gap record lost to corruption is
+  re-announced on recovery.
+  Otherwise records leave the spool only through :meth:`ack`.
 - Recovery: corrupt or torn records are skipped (counted, logged); holes they leave in the
   unacked seq range become ``telemetry_gap`` events (``spool_corrupt``) with exact counts.
 """
@@ -92,7 +97,8 @@ class Spool:
         self._handle: Any = None  # unbuffered append handle of the newest segment
         self._dirty = False
         self._last_sync = 0.0
-        self._pending_gap: list[int] = []  # [first, last, count] of dropped seqs
+        self._pending_gaps: list[tuple[int, int, int]] = []  # disjoint (first, last, count)
+        self._gaps: dict[int, tuple[int, int, int]] = {}  # seq of a spool gap -> its range
         directory.mkdir(parents=True, exist_ok=True)
         self.acked_seq, self.floor_seq, self.next_seq = self._load_state()
         self._recover()
@@ -101,6 +107,9 @@ class Spool:
     def _load_state(self) -> tuple[int, int, int]:
         try:
             state = json.loads((self.directory / "state.json").read_text())
+            for seq, first, last, count in state.get("gaps", []):
+                self._gaps[int(seq)] = (int(first), int(last), int(count))
+            self._pending_gaps = [(int(a), int(b), int(c)) for a, b, c in state.get("pending", [])]
             return int(state["acked_seq"]), int(state["floor_seq"]), int(state["next_seq"])
         except FileNotFoundError:
             return 0, 0, 1
@@ -113,6 +122,9 @@ class Spool:
             "acked_seq": self.acked_seq,
             "floor_seq": self.floor_seq,
             "next_seq": self.next_seq,
+            # unacked gap announcements, kept until acked so a corrupt gap record is re-announced
+            "gaps": [[seq, *info] for seq, info in sorted(self._gaps.items())],
+            "pending": [list(r) for r in self._pending_gaps],
         }
         tmp = self.directory / "state.json.tmp"
         with open(tmp, "w") as handle:
@@ -146,6 +158,10 @@ class Spool:
             if result.good_end < len(data):  # torn tail: cut it so appends stay readable
                 with open(path, "r+b") as handle:
                     handle.truncate(result.good_end)
+            for record in result.records:  # remember our own gap events (see _make_room)
+                payload = data[record.payload_offset : record.offset + record.size]
+                if b'"spool_' in payload and b'"telemetry_gap"' in payload:
+                    self._remember_gap(record.seq, payload)
             segment = _Segment(path, result.records, result.good_end)
             if not segment.records:
                 path.unlink()
@@ -156,6 +172,11 @@ class Spool:
         if present:
             self.next_seq = max(self.next_seq, max(present) + 1)
         have = {seq for seq in present if seq > self.floor_seq}
+        for seq in sorted(self._gaps):  # a gap record lost to corruption: announce its range again
+            if seq <= self.floor_seq or seq not in have:
+                info = self._gaps.pop(seq)
+                if seq > self.floor_seq:
+                    self._pending_gaps = _merge([*self._pending_gaps, info])
         holes = [s for s in range(self.floor_seq + 1, self.next_seq) if s not in have]
         for first, last in _ranges(holes):
             self._emit_gap(first, last, last - first + 1, "spool_corrupt")
@@ -176,20 +197,29 @@ class Spool:
             return seqs
 
     def _flush_gaps(self) -> None:
-        while self._pending_gap:  # a gap event may itself push out another segment
-            first, last, count = self._pending_gap
-            self._pending_gap = []
+        while self._pending_gaps:  # a gap event may itself push out another segment
+            first, last, count = self._pending_gaps.pop(0)
             try:
                 self._emit_gap(first, last, count, "spool_full")
             except OSError:
-                self._pending_gap = [first, last, count]  # emitted by the next append
+                self._pending_gaps.insert(0, (first, last, count))  # emitted by the next append
                 raise
+
+    def _remember_gap(self, seq: int, payload: bytes) -> None:
+        try:
+            gap = json.loads(payload)["sekimori"]["gap"]
+            if str(gap.get("reason", "")).startswith("spool_"):
+                self._gaps[seq] = (int(gap["first_seq"]), int(gap["last_seq"]), int(gap["count"]))
+        except (ValueError, KeyError, TypeError):
+            return
 
     def _emit_gap(self, first: int, last: int, count: int, reason: str) -> None:
         log.warning("spool gap: %d event(s) lost, seq %d..%d (%s)", count, first, last, reason)
         self.stats.gap_events += 1
         gap = self._make_gap(first_seq=first, last_seq=last, count=count, reason=reason)
-        self._write_event(gap, may_drop=False)
+        seq = self._write_event(gap, may_drop=False)
+        self._gaps[seq] = (first, last, count)
+        self._save_state()
         self._maybe_sync()
 
     def _write_event(self, event: dict[str, Any], *, may_drop: bool = True) -> int:
@@ -247,16 +277,14 @@ class Spool:
             lost = [r.seq for r in oldest.records if r.seq > self.floor_seq]
             oldest.path.unlink()
             self.floor_seq = max(self.floor_seq, oldest.last_seq)
+            carried = [self._gaps.pop(seq) for seq in lost if seq in self._gaps]
+            for record in oldest.records:
+                self._gaps.pop(record.seq, None)
             if lost:
                 self.stats.dropped += len(lost)
-                if self._pending_gap:
-                    self._pending_gap = [
-                        self._pending_gap[0],
-                        lost[-1],
-                        self._pending_gap[2] + len(lost),
-                    ]
-                else:
-                    self._pending_gap = [lost[0], lost[-1], len(lost)]
+                self._pending_gaps = _merge(
+                    [*self._pending_gaps, (lost[0], lost[-1], len(lost)), *carried]
+                )
             self._save_state()
 
     def _maybe_sync(self) -> None:
@@ -320,6 +348,8 @@ class Spool:
             self.floor_seq = max(self.floor_seq, seq)
             while self._segments and self._segments[0].last_seq <= self.floor_seq:
                 done = self._segments.pop(0)
+                for record in done.records:
+                    self._gaps.pop(record.seq, None)
                 if not self._segments and self._handle is not None:
                     self._handle.close()
                     self._handle = None
@@ -333,6 +363,18 @@ class Spool:
                 self._handle.close()
                 self._handle = None
             self._save_state()
+
+
+def _merge(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Sort (first, last, count) ranges and join the adjacent ones; disjoint ones stay apart
+    so every announced range is exact (its count equals its length)."""
+    out: list[tuple[int, int, int]] = []
+    for first, last, count in sorted(ranges):
+        if out and first == out[-1][1] + 1:
+            out[-1] = (out[-1][0], last, out[-1][2] + count)
+        else:
+            out.append((first, last, count))
+    return out
 
 
 def _ranges(values: list[int]) -> list[tuple[int, int]]:

@@ -2,7 +2,9 @@
 
 The agent runs as its own process (``python -m agents``), exactly as it would on a staff PC,
 so a slow collector never delays the process-connector reader and the agent keeps its spool
-if the collector stops first.
+if the collector stops first. It enrolls like any other agent: a single-use token valid for
+five minutes, a key pair and CSR made in ``<data_dir>/agent``, mutual TLS from then on (an
+already enrolled state dir is reused).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.errors import PermissionDenied
+from agents.identity import enroll, load_identity
 from collector.service import Collector
 
 log = logging.getLogger("sekimori.up")
@@ -50,11 +53,18 @@ def agent_command(collector: Collector, state_dir: Path) -> list[str]:
         collector.url,
         "--ca",
         str(collector.tls.ca_cert),
-        "--token-file",
-        str(collector.config.token_path),
         "--state-dir",
         str(state_dir),
     ]
+
+
+def enroll_local_agent(collector: Collector, state_dir: Path) -> str:
+    """Enroll ``state_dir`` with ``collector`` (running) unless it is enrolled; the agent id."""
+    identity = load_identity(state_dir)
+    if identity is None:
+        token = collector.registry.create_token(ttl=300, uses=1, label="sekimori up")
+        identity = enroll(collector.url, token, state_dir=state_dir, ca_file=collector.tls.ca_cert)
+    return identity.agent_id
 
 
 def start_local_agent(collector: Collector) -> LocalAgent:
@@ -65,6 +75,7 @@ def start_local_agent(collector: Collector) -> LocalAgent:
         )
     state_dir = collector.config.data_dir / "agent"
     state_dir.mkdir(parents=True, exist_ok=True)
+    enroll_local_agent(collector, state_dir)
     log_path = collector.config.data_dir / "agent.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(

@@ -111,6 +111,9 @@ class EventQuery:
 class WriteResult:
     new_ids: frozenset[str]  # ids stored by this write (not seen before)
     duplicates: int
+    # Events the store refused one by one (a search engine's per-item mapping error): each
+    # was written to the dead letters with the engine's reason, so it is accounted for.
+    dead_lettered: int = 0
 
     @property
     def inserted(self) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.errors import InputError
+from agents.errors import AuthError
 from agents.schema import IngestResponse, RejectedEvent, canonical_json, set_path, to_iso
 from collector.alerts import AlertManager
 from collector.models import Alert, DeadLetter
@@ -51,10 +51,12 @@ class IngestPipeline:
         self._lock = threading.Lock()
 
     def ingest(self, body: bytes, *, authenticated_agent: str | None = None) -> IngestResponse:
-        """Process one batch body. Raises ``InputError`` when the body is refused whole."""
+        """Process one batch body. Raises ``InputError`` when the body is refused whole and
+        ``AuthError`` when it claims another agent than ``authenticated_agent`` (the identity
+        of the client certificate; every event must carry that ``agent.id`` too)."""
         batch = parse_batch(body, self.limits)
         if authenticated_agent is not None and batch.agent_id != authenticated_agent:
-            raise InputError(
+            raise AuthError(
                 f"batch claims agent {batch.agent_id!r} but the connection is "
                 f"{authenticated_agent!r}"
             )

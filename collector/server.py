@@ -1,31 +1,30 @@
-"""HTTPS ingest API (aiohttp).
+"""HTTPS API (aiohttp), mutual TLS.
 
 ``POST /v1/events``  a batch envelope (agents/schema.py); answers an ``IngestResponse``.
-``GET  /v1/health``  liveness and counters.
+``POST /v1/enroll``, ``/v1/renew``, ``GET /v1/commands``, ``POST /v1/commands/<id>/result``:
+see :mod:`collector.agent_api`.  ``GET /v1/health``  liveness and counters.
 
-Status codes: 200 batch handled (some events may be rejected, each with its reason);
-400 body refused whole (reason in ``error``); 401 missing/wrong ingest token; 413 body over the
-limit; 415 not JSON; 503 the store failed: nothing was half-written, retry later.
-Blocking work (validation, SQLite, matching) runs in a worker thread so the event loop keeps
-accepting connections.
+Status codes on ingest: 200 batch handled (some events may be rejected, each with its reason;
+events already stored count as duplicates: a replay is a no-op); 400 body refused whole
+(reason in ``error``); 401 no or expired client certificate; 403 revoked or unknown agent, or
+a batch claiming another identity than the certificate's; 413 body over the limit; 415 not
+JSON; 503 the store failed: nothing was half-written, retry later. Blocking work (validation,
+SQLite, matching) runs in a worker thread so the event loop keeps accepting connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
 import ssl
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-import orjson
 from aiohttp import web
 
-from agents.errors import InputError, StoreError
+from agents.errors import AuthError, InputError, StoreError
+from agents.schema import HEADER_BACKLOG, HEADER_SENT_AT, IngestResponse, parse_iso
+from collector.agent_api import AUTH_KEY, AgentAuth, add_routes, authenticate, json_response
 from collector.models import DeadLetter
 from collector.pipeline import IngestPipeline
 from collector.validate import TooLargeError
@@ -33,52 +32,58 @@ from collector.validate import TooLargeError
 log = logging.getLogger("sekimori.collector")
 
 PIPELINE_KEY = web.AppKey("pipeline", IngestPipeline)
-TOKEN_KEY = web.AppKey("token", str)
+_json = json_response
 
 
-def ensure_token(path: Path) -> str:
-    """The shared ingest token (created 0600 on first start) until per-agent mTLS lands."""
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n", encoding="utf-8")
-    return token
+def _backlog(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and len(value) < 19 else None
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps(body),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def _authorised(request: web.Request) -> bool:
-    expected = request.app[TOKEN_KEY]
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), expected)
+def _skew(value: str | None, now: datetime) -> float | None:
+    if not value or len(value) > 64:
+        return None
+    try:
+        return (now - parse_iso(value)).total_seconds()
+    except ValueError:
+        return None
 
 
 async def ingest(request: web.Request) -> web.Response:
-    if not _authorised(request):
-        return _json(401, {"error": "missing or wrong ingest token"})
+    agent = authenticate(request)
+    if isinstance(agent, web.Response):
+        return agent
     if request.content_type != "application/json":
         return _json(415, {"error": f"content type {request.content_type!r}: send JSON"})
     pipeline = request.app[PIPELINE_KEY]
+    auth = request.app[AUTH_KEY]
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = pipeline.limits.max_body_bytes
         return _json(413, {"error": f"body exceeds the limit of {limit} bytes"})
+    backlog = _backlog(request.headers.get(HEADER_BACKLOG))
+    skew = _skew(request.headers.get(HEADER_SENT_AT), datetime.now(UTC))
+
+    def handle() -> IngestResponse:
+        response = pipeline.ingest(body, authenticated_agent=agent)
+        auth.registry.observe(
+            agent,
+            max_seq=response["acked_seq"],
+            accepted=response["accepted"],
+            backlog=backlog,
+            skew=skew,
+        )
+        return response
+
     loop = asyncio.get_running_loop()
     try:
-        response = await loop.run_in_executor(None, pipeline.ingest, body)
+        response = await loop.run_in_executor(None, handle)
+    except AuthError as exc:
+        log.warning("refused batch from %s: %s", agent, exc.message)
+        await loop.run_in_executor(None, _dead_letter_body, pipeline, body, exc.message, agent)
+        return _json(403, {"error": exc.message})
     except InputError as exc:
-        await loop.run_in_executor(None, _dead_letter_body, pipeline, body, exc.message)
+        await loop.run_in_executor(None, _dead_letter_body, pipeline, body, exc.message, agent)
         status = 413 if isinstance(exc, TooLargeError) else 400
         return _json(status, {"error": exc.message})
     except StoreError as exc:
@@ -87,13 +92,13 @@ async def ingest(request: web.Request) -> web.Response:
     return _json(200, dict(response))
 
 
-def _dead_letter_body(pipeline: IngestPipeline, body: bytes, reason: str) -> None:
+def _dead_letter_body(pipeline: IngestPipeline, body: bytes, reason: str, agent: str = "?") -> None:
     """Keep a refused body for forensics (it is already bounded by the body limit)."""
     try:
         pipeline.store.write_dead_letters(
             [
                 DeadLetter(
-                    agent_id="?",
+                    agent_id=agent,
                     event_id=None,
                     reason=f"batch refused: {reason}",
                     raw=body.decode("utf-8", errors="replace"),
@@ -120,10 +125,10 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
-def make_app(pipeline: IngestPipeline, token: str) -> web.Application:
+def make_app(pipeline: IngestPipeline, auth: AgentAuth) -> web.Application:
     app = web.Application(client_max_size=pipeline.limits.max_body_bytes)
     app[PIPELINE_KEY] = pipeline
-    app[TOKEN_KEY] = token
+    add_routes(app, auth)
     app.router.add_post("/v1/events", ingest)
     app.router.add_get("/v1/health", health)
     return app

@@ -9,11 +9,18 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from agents.errors import ConfigError, SekimoriError
+from collector.actions import ActionQueue
+from collector.agent_api import AgentAuth
 from collector.alerts import AlertManager
+from collector.authority import CLIENT_VALIDITY, Authority
 from collector.pipeline import IngestPipeline
-from collector.server import ensure_token, make_app, serve
+from collector.registry import Registry
+from collector.server import make_app, serve
+from collector.store import open_store
+from collector.store.base import Store
 from collector.store.sqlite import SqliteStore
 from collector.tls import TlsFiles, ensure_tls, server_context
 from collector.validate import Limits
@@ -33,25 +40,36 @@ class CollectorConfig:
     alert_window: timedelta = timedelta(minutes=10)
     limits: Limits = field(default_factory=Limits)
     tls_names: tuple[str, ...] = ()
+    # None: the SQLite file in data_dir; else a store URL for collector.store.open_store
+    # (opensearch+https://host:9200, ...) with its options (ca_certs, api_key, basic_auth...).
+    store_url: str | None = None
+    store_options: dict[str, Any] = field(default_factory=dict)
+    client_validity: timedelta = CLIENT_VALIDITY  # agent certificate lifetime
+    revocation_refresh: float = 1.0  # seconds between registry re-reads (revocation latency)
 
     @property
     def store_path(self) -> Path:
         return self.data_dir / "sekimori.db"
 
     @property
-    def token_path(self) -> Path:
-        return self.data_dir / "ingest.token"
+    def registry_path(self) -> Path:
+        """Agent registry (tokens, certs, revocations, sequence state): its own SQLite file."""
+        return self.data_dir / "registry.db"
 
 
 @dataclass(frozen=True, slots=True)
 class Collector:
     config: CollectorConfig
-    store: SqliteStore
+    store: Store
     zones: ZoneMap
     rules: RuleSet
     pipeline: IngestPipeline
     tls: TlsFiles
-    token: str
+    auth: AgentAuth
+
+    @property
+    def registry(self) -> Registry:
+        return self.auth.registry
 
     @property
     def url(self) -> str:
@@ -78,13 +96,22 @@ def build_collector(config: CollectorConfig) -> Collector:
     rules = load_rules(list(config.rule_paths) or [default_rules_dir()])
     for error in rules.errors:
         log.error("rule not loaded: %s", error)
-    store = SqliteStore(config.store_path)
+    store: Store = (
+        open_store(config.store_url, **config.store_options)
+        if config.store_url
+        else SqliteStore(config.store_path)
+    )
     pipeline = IngestPipeline(
         store, zones, rules, AlertManager(store, config.alert_window), config.limits
     )
     tls = ensure_tls(config.data_dir, config.tls_names)
-    token = ensure_token(config.token_path)
-    return Collector(config, store, zones, rules, pipeline, tls, token)
+    registry = Registry(config.registry_path, refresh_interval=config.revocation_refresh)
+    auth = AgentAuth(
+        registry,
+        Authority(tls, registry, config.client_validity),
+        ActionQueue(registry, store),
+    )
+    return Collector(config, store, zones, rules, pipeline, tls, auth)
 
 
 class CollectorThread:
@@ -102,7 +129,7 @@ class CollectorThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            app = make_app(self.collector.pipeline, self.collector.token)
+            app = make_app(self.collector.pipeline, self.collector.auth)
             context = server_context(self.collector.tls)
             config = self.collector.config
             await serve(app, config.host, config.port, context, self._stop, self._ready)
@@ -135,3 +162,4 @@ class CollectorThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
         self.collector.store.close()
+        self.collector.registry.close()

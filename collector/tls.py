@@ -1,6 +1,6 @@
 """The collector's own certificate authority and server certificate.
 
-On first start the collector creates, in its data directory:
+On first start (or ``sekimori collector init``) the collector creates, in its data directory:
 ``ca.pem`` (public; agents pin it), ``ca.key`` (0600), ``server.pem`` and ``server.key`` (0600)
 with subject alternative names for localhost, 127.0.0.1, ::1, the host name and any extra names
 given. Existing files are reused, so agents keep trusting the same CA across restarts.
@@ -113,8 +113,16 @@ def _make_server(files: TlsFiles, names: list[str]) -> None:
     files.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def ensure_tls(data_dir: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
-    """Create the CA and server certificate on first start; reuse them afterwards."""
+def ensure_tls(
+    data_dir: Path,
+    extra_names: tuple[str, ...] = (),
+    *,
+    given_ca: tuple[Path, Path] | None = None,
+) -> TlsFiles:
+    """Create the CA and server certificate on first start; reuse them afterwards.
+
+    ``given_ca`` (cert PEM, key PEM) installs an existing CA instead of generating one (only
+    when the data directory has none yet)."""
     files = TlsFiles(
         ca_cert=data_dir / "ca.pem",
         ca_key=data_dir / "ca.key",
@@ -123,7 +131,11 @@ def ensure_tls(data_dir: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     if not files.ca_cert.exists() or not files.ca_key.exists():
-        _make_ca(files)
+        if given_ca is not None:
+            files.ca_cert.write_bytes(given_ca[0].read_bytes())
+            _write_private(files.ca_key, given_ca[1].read_bytes())
+        else:
+            _make_ca(files)
     if not files.server_cert.exists() or not files.server_key.exists():
         names = ["localhost", "127.0.0.1", "::1", socket.gethostname(), *extra_names]
         _make_server(files, list(dict.fromkeys(names)))
@@ -131,8 +143,15 @@ def ensure_tls(data_dir: Path, extra_names: tuple[str, ...] = ()) -> TlsFiles:
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:
+    """Server TLS that asks every client for a certificate from the collector CA.
+
+    ``CERT_OPTIONAL``: a client without a certificate completes the handshake (it can only
+    enroll; every other endpoint answers 401), while a certificate from another CA, expired or
+    otherwise invalid fails the handshake itself."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cafile=str(files.ca_cert))
     try:
         context.load_cert_chain(files.server_cert, files.server_key)
     except (OSError, ssl.SSLError) as exc:

@@ -1,162 +1,141 @@
-"""Compile a pySigma condition tree into an event predicate (nested closures).
+"""Compile an IR condition (:mod:`detections.ir`) into an event predicate (nested closures).
 
-Input is ``SigmaCondition.parse()`` after the processing pipeline ran: ConditionAND / OR / NOT
-over ConditionFieldEqualsValueExpression (field = value) and ConditionValueExpression (keyword)
-leaves. pySigma has already resolved identifiers, ``1 of x_*`` / ``all of them`` selectors,
-value lists (OR, or AND with ``|all``) and modifiers, so this module only decides how to
-evaluate each leaf against a nested ECS event.
-
-Leaf semantics: a field path is read from the nested event (``process.parent.executable``); a
-list-valued field matches when any element matches; an absent field matches nothing except
-``null`` and ``|exists: false``. A keyword (field-less) value matches when any string leaf of the
-event contains it.
+Leaf semantics: a field path is read from the event (flat Windows field names such as
+``CommandLine``, or dotted ECS paths such as ``process.parent.executable`` read from nested
+dicts; an already-dotted key wins); a list-valued field matches when any element matches; an
+absent field (or JSON null) matches nothing except ``null`` and ``|exists: false``. A keyword
+(field-less) value matches when any scalar anywhere in the event matches it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeAlias
-
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionItem,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import (
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaString,
-    SigmaType,
-    SpecialChars,
-)
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from agents.errors import RuleError
+from detections.ir import Node
 from detections.model import EventPredicate
-from detections.values import ValueTest, as_text, compile_value, compile_values
+from detections.values import ValueTest, as_text, compile_test
 
-ConditionNode: TypeAlias = (
-    ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression
-)
 Getter = Callable[[Mapping[str, Any]], Any]
 
 
-def compile_condition(node: ConditionNode | None, fields: set[str]) -> EventPredicate:
-    """Condition tree -> predicate. Adds every field read to ``fields``."""
-    if node is None:
-        raise RuleError("the condition selects no detection items")
-    if isinstance(node, ConditionNOT):
-        inner = compile_condition(_only_arg(node), fields)
+def compile_node(node: Node) -> EventPredicate:
+    """IR node -> predicate on an event mapping."""
+    kind = node[0]
+    if kind == "and":
+        return _all_of(tuple(compile_node(child) for child in node[1]))
+    if kind == "or":
+        return _any_of(tuple(compile_node(child) for child in node[1]))
+    if kind == "not":
+        inner = compile_node(node[1])
         return lambda event: not inner(event)
-    if isinstance(node, ConditionAND):
-        return _all_of([compile_condition(arg, fields) for arg in _args(node)])
-    if isinstance(node, ConditionOR):
-        grouped = _same_field_values(node)
-        if grouped is not None:
-            field, values = grouped
-            fields.add(field)
-            return _field_predicate(make_getter(field), compile_values(values))
-        return _any_of([compile_condition(arg, fields) for arg in _args(node)])
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        fields.add(node.field)
-        return _compile_field(node.field, node.value, fields)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword_predicate(_keyword_value(node.value))
-    raise RuleError(f"unsupported condition element {type(node).__name__}")
+    if kind == "field":
+        return _field_predicate(make_getter(node[1]), compile_test(node[2]))
+    if kind == "exists":
+        get, expected = make_getter(node[1]), node[2]
+        return lambda event: _present(get(event)) is expected
+    if kind == "null":
+        get = make_getter(node[1])
+        return lambda event: not _present(get(event))
+    if kind == "fieldref":
+        return _field_reference(make_getter(node[1]), make_getter(node[2]), node[3], node[4])
+    if kind == "kw":
+        return _keyword(node[1])
+    raise RuleError(f"unknown condition node {kind!r}")
 
 
 def make_getter(path: str) -> Getter:
-    """Read a dotted path from a nested event (an already-dotted key wins, as in get_path)."""
-    parts = tuple(path.split("."))
-    if len(parts) == 1:
+    """Read a field: a plain key, or a dotted path into nested dicts (a dotted key wins)."""
+    if "." not in path:
         return lambda event: event.get(path)
+    parts = tuple(path.split("."))
 
     def getter(event: Mapping[str, Any]) -> Any:
         if path in event:
             return event[path]
         node: Any = event
-        try:
-            for part in parts:
-                node = node[part]
-        except (KeyError, TypeError, IndexError):
-            return None
+        for part in parts:
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(part)
+            if node is None:
+                return None
         return node
 
     return getter
 
 
-def _args(node: ConditionItem) -> list[ConditionNode]:
-    args: list[ConditionNode] = []
-    for arg in node.args:
-        if arg is None:
-            continue
-        if not isinstance(
-            arg, ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression
-        ):
-            raise RuleError(f"unresolved condition element {arg!r}")
-        args.append(arg)
-    return args
+def leaves(node: Any) -> Iterator[Any]:
+    """Every scalar in an event (nested dicts and lists walked)."""
+    if isinstance(node, Mapping):
+        for child in node.values():
+            yield from leaves(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from leaves(child)
+    elif node is not None:
+        yield node
 
 
-def _only_arg(node: ConditionItem) -> ConditionNode:
-    args = _args(node)
-    if len(args) != 1:
-        raise RuleError(f"'not' expects one operand, got {len(args)}")
-    return args[0]
+def _keyword(test: tuple[Any, ...]) -> EventPredicate:
+    """Keyword search. Case-insensitive substrings (the common case) are looked up in the
+    event's lower-cased, NUL-joined values, built once per event and shared by all keyword
+    tests of that event; other tests walk every scalar."""
+    subs = _substrings(test)
+    if subs is not None:
+        return lambda event: any(sub in _joined(event) for sub in subs)
+    compiled = compile_test(test)
+    return lambda event: any(compiled(leaf) for leaf in leaves(event))
 
 
-def _all_of(preds: Sequence[EventPredicate]) -> EventPredicate:
+def _substrings(test: tuple[Any, ...]) -> tuple[str, ...] | None:
+    if test[0] == "ct" and not test[2] and "\x00" not in test[1]:
+        return (test[1],)
+    if test[0] == "any":
+        found: list[str] = []
+        for sub in test[1]:
+            one = _substrings(sub)
+            if one is None:
+                return None
+            found.extend(one)
+        return tuple(found)
+    return None
+
+
+_JOINED: list[Any] = [None, ""]  # (event, its joined text): the last event searched
+
+
+def _joined(event: Mapping[str, Any]) -> str:
+    if _JOINED[0] is not event:  # a strong reference: the identity check cannot be fooled
+        parts = [leaf if type(leaf) is str else as_text(leaf) or "" for leaf in leaves(event)]
+        _JOINED[0], _JOINED[1] = event, "\x00".join(parts).lower()
+    text: str = _JOINED[1]
+    return text
+
+
+def _all_of(preds: tuple[EventPredicate, ...]) -> EventPredicate:
     if len(preds) == 1:
         return preds[0]
     if len(preds) == 2:
         first, second = preds
         return lambda event: first(event) and second(event)
-    frozen = tuple(preds)
-    return lambda event: all(pred(event) for pred in frozen)
+    if len(preds) == 3:
+        one, two, three = preds
+        return lambda event: one(event) and two(event) and three(event)
+    return lambda event: all(pred(event) for pred in preds)
 
 
-def _any_of(preds: Sequence[EventPredicate]) -> EventPredicate:
+def _any_of(preds: tuple[EventPredicate, ...]) -> EventPredicate:
     if len(preds) == 1:
         return preds[0]
     if len(preds) == 2:
         first, second = preds
         return lambda event: first(event) or second(event)
-    frozen = tuple(preds)
-    return lambda event: any(pred(event) for pred in frozen)
-
-
-_SPECIAL_VALUES = (SigmaExists, SigmaNull, SigmaFieldReference)
-
-
-def _same_field_values(node: ConditionOR) -> tuple[str, list[SigmaType]] | None:
-    """An OR of plain values on one field (a Sigma value list): evaluate with one lookup."""
-    field: str | None = None
-    values: list[SigmaType] = []
-    for arg in node.args:
-        if not isinstance(arg, ConditionFieldEqualsValueExpression):
-            return None
-        if isinstance(arg.value, _SPECIAL_VALUES) or (field is not None and arg.field != field):
-            return None
-        field = arg.field
-        values.append(arg.value)
-    return (field, values) if field is not None else None
-
-
-def _compile_field(field: str, value: SigmaType, fields: set[str]) -> EventPredicate:
-    get = make_getter(field)
-    if isinstance(value, SigmaExists):
-        expected = bool(value.exists)
-        return lambda event: _present(get(event)) is expected
-    if isinstance(value, SigmaNull):
-        return lambda event: not _present(get(event))
-    if isinstance(value, SigmaFieldReference):
-        fields.add(value.field)
-        return _field_reference(get, make_getter(value.field), value)
-    return _field_predicate(get, compile_value(value))
+    if len(preds) == 3:
+        one, two, three = preds
+        return lambda event: one(event) or two(event) or three(event)
+    return lambda event: any(pred(event) for pred in preds)
 
 
 def _present(value: Any) -> bool:
@@ -168,58 +147,25 @@ def _field_predicate(get: Getter, test: ValueTest) -> EventPredicate:
         value = get(event)
         if value is None:
             return False
-        if isinstance(value, list):
+        if type(value) is list:
             return any(test(item) for item in value)
         return test(value)
 
     return predicate
 
 
-def _field_reference(get: Getter, get_other: Getter, ref: SigmaFieldReference) -> EventPredicate:
+def _field_reference(get: Getter, get_other: Getter, sw: bool, ew: bool) -> EventPredicate:
     def predicate(event: Mapping[str, Any]) -> bool:
         left, right = as_text(get(event)), as_text(get_other(event))
         if left is None or right is None:
             return False
         left, right = left.lower(), right.lower()
-        if ref.starts_with and ref.ends_with:
+        if sw and ew:
             return right in left
-        if ref.starts_with:
+        if sw:
             return left.startswith(right)
-        if ref.ends_with:
+        if ew:
             return left.endswith(right)
         return left == right
 
     return predicate
-
-
-def _keyword_value(value: SigmaType) -> ValueTest:
-    """Keywords search inside values: a plain string gets implicit leading/trailing ``*``."""
-    if isinstance(value, SigmaExpansion):
-        return compile_values([_contains(v) for v in value.values])
-    return compile_value(_contains(value))
-
-
-def _contains(value: SigmaType) -> SigmaType:
-    if not isinstance(value, SigmaString):
-        return value
-    star = SpecialChars.WILDCARD_MULTI
-    if not value.startswith(star):
-        value = star + value
-    if not value.endswith(star):
-        value = value + star
-    return value
-
-
-def _keyword_predicate(test: ValueTest) -> EventPredicate:
-    return lambda event: any(test(leaf) for leaf in _leaves(event))
-
-
-def _leaves(node: Any) -> Iterator[Any]:
-    if isinstance(node, Mapping):
-        for child in node.values():
-            yield from _leaves(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _leaves(child)
-    elif node is not None:
-        yield node

@@ -1,14 +1,15 @@
 """Load Sigma rule files into a :class:`RuleSet`, collecting every problem instead of stopping.
 
 Each file is parsed with pySigma (multi-document files, ``action: global``, filters and
-correlation rules are understood), each rule goes through the sekimori field-mapping pipeline
-and is compiled to a predicate. A broken file or rule becomes a :class:`RuleError` naming the
-file (and line where known) and the problem; every other rule still loads.
+correlation rules are understood); each rule is routed by logsource, goes through its pipeline
+(sekimori ECS for our Linux/network kinds, identity for Windows) and is compiled. A broken file
+or rule becomes a :class:`RuleError` naming the file (and line where known) and the problem; a
+valid rule the engine cannot evaluate becomes a :class:`SkippedRule` with the reason; every
+other rule still loads. With ``cache_dir`` the compiled result is cached (:mod:`detections.cache`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -16,21 +17,21 @@ from typing import Final
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.exceptions import SigmaRuleLocation
 from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 
 from agents.errors import RuleError
-from detections.compiler import compile_condition
+from detections.build import COMPILE_ERRORS, Unsupported, compile_sigma_rule, problem, skipped
+from detections.cache import load_cached, store_cached
+from detections.correlation_spec import CorrelationSpec, correlation_spec
 from detections.logsources import LogsourceRouter
-from detections.model import DEFAULT_LEVEL, LEVELS, CompiledRule, EventPredicate, Level, SkippedRule
-from detections.pipeline import sekimori_pipeline
+from detections.model import CompiledRule, SkippedRule
+from detections.pipeline import Placeholders
 from detections.ruleset import RuleSet
 
 RULE_SUFFIXES: Final = (".yml", ".yaml")
 _REMEDY: Final = "see docs/rules.md for the rule format sekimori supports"
-# Errors a rule can raise while being processed or compiled (SigmaError is a ValueError).
-_COMPILE_ERRORS: Final = (SigmaError, RuleError, ValueError, TypeError, re.error)
 
 
 def default_rules_dir() -> Path:
@@ -38,13 +39,32 @@ def default_rules_dir() -> Path:
     return Path(__file__).resolve().parent / "rules"
 
 
-def load_rules(paths: Sequence[Path], *, router: LogsourceRouter | None = None) -> RuleSet:
+def load_rules(
+    paths: Sequence[Path],
+    *,
+    router: LogsourceRouter | None = None,
+    placeholders: Placeholders | None = None,
+    cache_dir: Path | None = None,
+) -> RuleSet:
     """Load rule files and directories (recursively, ``*.yml``/``*.yaml``). Never raises for a
-    bad rule: problems are in ``RuleSet.errors``, unsupported rules in ``RuleSet.skipped``."""
-    loader = _Loader(router or LogsourceRouter())
-    for path in rule_files(paths, loader.errors):
+    bad rule: problems are in ``RuleSet.errors``, unsupported rules in ``RuleSet.skipped``.
+
+    ``placeholders`` resolves ``|expand`` (``%name%``) values; ``cache_dir`` enables the
+    compiled-ruleset cache (keyed by every file's path, size and mtime and the engine version).
+    """
+    errors: list[RuleError] = []
+    files = rule_files(paths, errors)
+    if cache_dir is not None and router is None:
+        cached = load_cached(cache_dir, files, placeholders)
+        if cached is not None:
+            return cached
+    loader = _Loader(router or LogsourceRouter(), placeholders, errors)
+    for path in files:
         loader.read(path)
-    return loader.finish()
+    ruleset = loader.finish()
+    if cache_dir is not None and router is None:
+        store_cached(cache_dir, files, placeholders, ruleset)
+    return ruleset
 
 
 def rule_files(paths: Iterable[Path], errors: list[RuleError]) -> list[Path]:
@@ -66,12 +86,15 @@ def rule_files(paths: Iterable[Path], errors: list[RuleError]) -> list[Path]:
 
 
 class _Loader:
-    def __init__(self, router: LogsourceRouter) -> None:
+    def __init__(
+        self, router: LogsourceRouter, placeholders: Placeholders | None, errors: list[RuleError]
+    ) -> None:
         self.router = router
-        self.pipeline = sekimori_pipeline()
-        self.errors: list[RuleError] = []
+        self.placeholders = placeholders
+        self.errors = errors
         self.skipped: list[SkippedRule] = []
         self.parsed: list[tuple[Path, str, SigmaRule]] = []
+        self.correlations: list[tuple[Path, str, SigmaCorrelationRule]] = []
         self.filters: list[tuple[Path, SigmaFilter]] = []
         self.seen: dict[str, Path] = {}
 
@@ -84,9 +107,8 @@ class _Loader:
             return
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            line = mark.line + 1 if mark is not None else None
-            self._error(path, f"invalid YAML: {problem}", line=line)
+            detail = getattr(exc, "problem", None) or str(exc)
+            self._error(path, f"invalid YAML: {detail}", line=mark.line + 1 if mark else None)
             return
         bad = [i for i, doc in enumerate(documents, 1) if not isinstance(doc, Mapping | None)]
         if bad:
@@ -94,30 +116,22 @@ class _Loader:
             return
         try:
             collection = SigmaCollection.from_dicts(
-                documents,
+                [doc for doc in documents if doc is not None],
                 collect_errors=True,
                 source=SigmaRuleLocation(path),
                 collect_filters=True,
                 resolve_references=False,
             )
-        except _COMPILE_ERRORS as exc:
-            self._error(path, _problem(exc))
+        except COMPILE_ERRORS as exc:
+            self._error(path, problem(exc))
             return
         for error in collection.errors:
-            self._error(path, _problem(error), line=_line_of(text, None))
+            self._error(path, problem(error))
         for rule in collection.rules:
             if rule.errors:
                 continue  # already reported through collection.errors
             if isinstance(rule, SigmaCorrelationRule):
-                self.skipped.append(
-                    SkippedRule(
-                        rule_id=str(rule.id) if rule.id else None,
-                        title=rule.title,
-                        source=path,
-                        reason="correlation_rule",
-                        detail="correlation rules are not evaluated by the streaming engine yet",
-                    )
-                )
+                self.correlations.append((path, text, rule))
             elif isinstance(rule, SigmaRule):
                 self.parsed.append((path, text, rule))
         self.filters.extend((path, f) for f in collection.filters if not f.errors)
@@ -128,12 +142,19 @@ class _Loader:
             for filter_path, sigma_filter in self.filters:
                 try:
                     sigma_filter.apply_on_rule(rule)
-                except _COMPILE_ERRORS as exc:
-                    self._error(filter_path, f"filter {sigma_filter.title!r}: {_problem(exc)}")
+                except COMPILE_ERRORS as exc:
+                    self._error(filter_path, f"filter {sigma_filter.title!r}: {problem(exc)}")
             result = self._compile(path, text, rule)
             if result is not None:
                 compiled.append(result)
-        return RuleSet(compiled, self.errors, self.skipped)
+        correlations: list[CorrelationSpec] = []
+        for path, text, corr in self.correlations:
+            try:
+                correlations.append(correlation_spec(corr, path, compiled, self.correlations))
+            except RuleError as exc:
+                line = _line_of(text, str(corr.id) if corr.id else corr.title)
+                self._error(path, f"correlation {corr.title!r}: {exc.message}", line=line)
+        return RuleSet(compiled, self.errors, self.skipped, correlations=correlations)
 
     def _compile(self, path: Path, text: str, rule: SigmaRule) -> CompiledRule | None:
         line = _line_of(text, str(rule.id) if rule.id else rule.title)
@@ -155,67 +176,21 @@ class _Loader:
         self.seen[rule_id] = path
         route = self.router.route(rule.logsource)
         if not route.supported:
-            self.skipped.append(
-                SkippedRule(
-                    rule_id=rule_id,
-                    title=rule.title,
-                    source=path,
-                    reason="unsupported_logsource",
-                    detail=route.reason or "unsupported logsource",
-                )
-            )
+            detail = route.reason or "unsupported logsource"
+            self.skipped.append(skipped(rule, path, "unsupported_logsource", detail))
             return None
-        fields: set[str] = set()
         try:
-            self.pipeline.apply(rule)
-            predicates = [
-                compile_condition(condition.parse(), fields)
-                for condition in rule.detection.parsed_condition
-            ]
-        except _COMPILE_ERRORS as exc:
-            self._error(path, f"rule {rule.title!r}: {_problem(exc)}", line=line)
-            return None
-        return CompiledRule(
-            rule_id=rule_id,
-            title=rule.title,
-            level=_level(rule),
-            tags=tuple(str(tag) for tag in rule.tags),
-            description=(rule.description or "").strip(),
-            source=path,
-            kinds=route.kinds,
-            logsource=(rule.logsource.category, rule.logsource.product, rule.logsource.service),
-            fields=tuple(sorted(fields)),
-            predicate=_any(predicates),
-        )
+            return compile_sigma_rule(rule, route, path, self.placeholders)
+        except Unsupported as exc:
+            self.skipped.append(skipped(rule, path, "unsupported_feature", str(exc)))
+        except COMPILE_ERRORS as exc:
+            self._error(path, f"rule {rule.title!r}: {problem(exc)}", line=line)
+        return None
 
     def _error(
         self, path: Path, message: str, *, line: int | None = None, remedy: str = _REMEDY
     ) -> None:
         self.errors.append(RuleError(message, source=str(path), line=line, remedy=remedy))
-
-
-def _any(predicates: Sequence[EventPredicate]) -> EventPredicate:
-    if len(predicates) == 1:
-        return predicates[0]
-    frozen = tuple(predicates)
-    return lambda event: any(pred(event) for pred in frozen)
-
-
-def _level(rule: SigmaRule) -> Level:
-    if rule.level is None:
-        return DEFAULT_LEVEL
-    name = rule.level.name.lower()
-    for level in LEVELS:
-        if level == name:
-            return level
-    return DEFAULT_LEVEL
-
-
-def _problem(exc: BaseException) -> str:
-    if isinstance(exc, RuleError):
-        return exc.message
-    detail = str(exc.args[0]) if exc.args else type(exc).__name__
-    return f"{detail} ({type(exc).__name__})"
 
 
 def _line_of(text: str, needle: str | None) -> int | None:

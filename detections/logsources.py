@@ -5,8 +5,9 @@ apply to it. A logsource sekimori never produces (Windows, macOS, a service we d
 yields a :class:`Route` with no kinds and a reason, which the loader reports as a skipped rule
 rather than dropping silently.
 
-To add a platform later (e.g. Windows via Sysmon), append :class:`LogsourceRoute` entries for
-its product; a route can only widen what is accepted, never change existing Linux behaviour.
+Windows logsources (``product: windows``, and ``category: antivirus``) route to
+(channel, EventID) keys instead of kinds (:mod:`detections.windows`): Windows events carry no
+``sekimori.kind`` and are matched on their ``Channel`` and ``EventID``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from sigma.rule import SigmaLogSource
+
+from detections.windows import (
+    ANY_CHANNEL,
+    CATEGORY_EVENTS,
+    SERVICE_CHANNELS,
+    UNPRODUCED_CATEGORIES,
+)
+
+# (lower-case channel or "*", EventID or None for any)
+WindowsKey = tuple[str, int | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,11 +41,12 @@ class LogsourceRoute:
 @dataclass(frozen=True, slots=True)
 class Route:
     kinds: frozenset[str]
-    reason: str | None = None  # why nothing is routed (only set when kinds is empty)
+    reason: str | None = None  # why nothing is routed (only set when nothing is routed)
+    windows: frozenset[WindowsKey] = frozenset()
 
     @property
     def supported(self) -> bool:
-        return bool(self.kinds)
+        return bool(self.kinds or self.windows)
 
 
 NETWORK_PRODUCTS: Final[frozenset[str | None]] = frozenset({None, "linux", "sekimori"})
@@ -71,6 +83,8 @@ class LogsourceRouter:
 
     def route(self, logsource: SigmaLogSource) -> Route:
         category, product, service = logsource.category, logsource.product, logsource.service
+        if product == "windows" or (product is None and category == "antivirus"):
+            return windows_route(category, service)
         if service is not None:
             return Route(
                 frozenset(),
@@ -104,3 +118,31 @@ class LogsourceRouter:
             f"category {category!r} is not produced by sekimori agents "
             f"(routed categories: {', '.join(sorted(self._categories))})",
         )
+
+
+def windows_route(category: str | None, service: str | None) -> Route:
+    """A Windows logsource -> the (channel, EventID) keys its rules are evaluated on."""
+    keys: set[WindowsKey] | None = None
+    if category is not None:
+        if category in UNPRODUCED_CATEGORIES:
+            return Route(
+                frozenset(),
+                f"category {category!r} is produced only by ETW providers sekimori does not "
+                "read (no Sysmon/Security event carries it)",
+            )
+        if category not in CATEGORY_EVENTS:
+            return Route(frozenset(), f"Windows category {category!r} has no known event source")
+        keys = set(CATEGORY_EVENTS[category])
+    if service is not None:
+        channels = SERVICE_CHANNELS.get(service)
+        if channels is None:
+            return Route(frozenset(), f"Windows service {service!r} has no known event channel")
+        if keys is None:
+            keys = {(channel, None) for channel in channels}
+        else:  # both given: the category's events, restricted to the service's channels
+            keys = {key for key in keys if key[0] in channels}
+    if keys is None:
+        keys = {(ANY_CHANNEL, None)}
+    if not keys:
+        return Route(frozenset(), f"category {category!r} is not logged by service {service!r}")
+    return Route(frozenset(), None, frozenset(keys))

@@ -47,6 +47,11 @@ class CompiledRule:
     logsource: tuple[str | None, str | None, str | None]  # (category, product, service)
     fields: tuple[str, ...]  # ECS fields the detection reads (after mapping)
     predicate: EventPredicate = field(repr=False, compare=False)
+    # (lower-case channel or "*", EventID or None) for Windows rules; empty for our own kinds
+    windows: frozenset[tuple[str, int | None]] = frozenset()
+    condition: tuple[Any, ...] = field(default=(), repr=False)  # IR (detections.ir)
+    name: str | None = None  # Sigma ``name`` (correlations may reference it)
+    generate: bool = True  # False: only feeds correlations (referenced without generate)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Evaluate the detection only (no logsource routing)."""
@@ -60,8 +65,20 @@ class CompiledRule:
             level=self.level,
             tags=self.tags,
             description=self.description,
-            event_id=event_id if isinstance(event_id, str) else None,
+            event_id=event_id if isinstance(event_id, str) else _windows_id(event),
         )
+
+    def spec(self) -> dict[str, Any]:
+        """Every field but the predicate: what the compiled-ruleset cache stores."""
+        return {name: getattr(self, name) for name in _SPEC_FIELDS}
+
+
+def _windows_id(event: Mapping[str, Any]) -> str | None:
+    record = event.get("EventRecordID")
+    if record is None:
+        return None
+    computer = event.get("Computer") or event.get("Hostname") or ""
+    return f"{computer}:{event.get('Channel', '')}:{record}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,8 +88,13 @@ class SkippedRule:
     rule_id: str | None
     title: str
     source: Path
-    reason: Literal["unsupported_logsource", "correlation_rule"]
+    reason: Literal["unsupported_logsource", "correlation_rule", "unsupported_feature"]
     detail: str
 
     def __str__(self) -> str:
         return f"{self.source}: rule {self.title!r} skipped ({self.reason}): {self.detail}"
+
+
+_SPEC_FIELDS: Final = tuple(
+    name for name in CompiledRule.__dataclass_fields__ if name != "predicate"
+)

@@ -9,14 +9,18 @@ match instead of silently matching something else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     FieldMappingTransformation,
     HashesFieldsDetectionItemTransformation,
+    ValueListPlaceholderTransformation,
 )
+
+Placeholders = Mapping[str, Sequence[str]]
+WINDOWS_PIPELINE_NAME: Final = "sekimori_windows"
 
 PIPELINE_NAME: Final = "sekimori_linux_ecs"
 
@@ -60,12 +64,42 @@ def _mapping() -> dict[str | None, str | list[str]]:
     return mapping
 
 
-def sekimori_pipeline() -> ProcessingPipeline:
+def _placeholder_items(placeholders: Placeholders | None) -> list[ProcessingItem]:
+    """``|expand`` placeholders named in ``placeholders`` become value lists; others stay and
+    make the rule unsupported with a clear reason."""
+    if not placeholders:
+        return []
+    return [
+        ProcessingItem(
+            identifier="sekimori_placeholders",
+            transformation=ValueListPlaceholderTransformation(include=sorted(placeholders)),
+        )
+    ]
+
+
+def _vars(placeholders: Placeholders | None) -> dict[str, list[str]]:
+    return {name: list(values) for name, values in (placeholders or {}).items()}
+
+
+def windows_pipeline(placeholders: Placeholders | None = None) -> ProcessingPipeline:
+    """Windows rules are evaluated on flat Sysmon/Security field names: no field mapping, only
+    placeholder expansion (Security 4688 / Defender aliases are added to events instead)."""
+    return ProcessingPipeline(
+        name=WINDOWS_PIPELINE_NAME,
+        priority=20,
+        items=_placeholder_items(placeholders),
+        vars=_vars(placeholders),
+    )
+
+
+def sekimori_pipeline(placeholders: Placeholders | None = None) -> ProcessingPipeline:
     """A fresh pipeline (pipelines carry per-apply state, so never share one across threads)."""
     return ProcessingPipeline(
         name=PIPELINE_NAME,
         priority=20,
+        vars=_vars(placeholders),
         items=[
+            *_placeholder_items(placeholders),
             ProcessingItem(
                 identifier="sekimori_hashes",
                 transformation=HashesFieldsDetectionItemTransformation(

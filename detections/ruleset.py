@@ -1,16 +1,27 @@
-"""RuleSet: compiled rules indexed by event kind, plus everything that did not load.
+"""RuleSet: compiled rules indexed for fast routing, plus everything that did not load.
 
-Matching routes on ``sekimori.kind`` first, so an event is only tested against the rules whose
-logsource can apply to it; rules are kept in load order so matches come out deterministically.
+Routing first: our own events route on ``sekimori.kind``; Windows events (flat Sysmon/Security
+dicts, see :mod:`detections.windows`) route on (channel, EventID), so an event is only tested
+against rules whose logsource can produce it. Within a large Windows bucket, the literal-anchor
+prefilter (:mod:`detections.anchors`) picks the few candidate rules. Rules are kept in load
+order, so matches come out deterministically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from agents.errors import NotFoundError, RuleError
+from detections.anchors import AnchorIndex, rule_anchors
+from detections.correlation_spec import CorrelationSpec
 from detections.model import CompiledRule, Match, SkippedRule
+from detections.windows import ANY_CHANNEL, event_key, with_aliases
+
+# Buckets with fewer rules are evaluated without the prefilter (building a haystack costs more).
+PREFILTER_MIN_RULES: Final = 12
+
+_Bucket = tuple[tuple[CompiledRule, ...], AnchorIndex | None]
 
 
 class RuleSet:
@@ -18,39 +29,102 @@ class RuleSet:
 
     ``rules``: compiled rules in load order. ``errors``: one :class:`RuleError` per broken rule
     or file (file and, where known, line). ``skipped``: valid rules the engine does not evaluate
-    (unsupported logsource, correlation rules), each with its reason.
+    (unsupported logsource or feature), each with its reason. ``correlations``: correlation
+    rules (evaluated by :class:`detections.correlation.CorrelationEngine`).
     """
 
-    __slots__ = ("_by_id", "_by_kind", "errors", "rules", "skipped")
+    __slots__ = (
+        "_buckets",
+        "_by_id",
+        "_by_kind",
+        "_by_wkey",
+        "_silent",
+        "correlations",
+        "errors",
+        "rules",
+        "skipped",
+    )
 
     def __init__(
         self,
         rules: Sequence[CompiledRule] = (),
         errors: Sequence[RuleError] = (),
         skipped: Sequence[SkippedRule] = (),
+        *,
+        correlations: Sequence[CorrelationSpec] = (),
     ) -> None:
         self.rules: list[CompiledRule] = list(rules)
         self.errors: list[RuleError] = list(errors)
         self.skipped: list[SkippedRule] = list(skipped)
+        self.correlations: list[CorrelationSpec] = list(correlations)
         by_kind: dict[str, list[CompiledRule]] = {}
-        for rule in self.rules:
+        by_wkey: dict[tuple[str, int | None], list[int]] = {}
+        for index, rule in enumerate(self.rules):
             for kind in rule.kinds:
                 by_kind.setdefault(kind, []).append(rule)
+            for key in rule.windows:
+                by_wkey.setdefault(key, []).append(index)
         self._by_kind: dict[str, tuple[CompiledRule, ...]] = {
             kind: tuple(rules) for kind, rules in by_kind.items()
         }
+        self._by_wkey = by_wkey
+        self._buckets: dict[tuple[str, int], _Bucket] = {}
         self._by_id: dict[str, CompiledRule] = {rule.rule_id: rule for rule in self.rules}
+        self._silent: frozenset[str] = frozenset(
+            ref for corr in self.correlations if not corr.generate for ref in corr.rules
+        )
 
     def match(self, event: Mapping[str, Any]) -> list[Match]:
-        """Every rule that fires on ``event`` (a nested ECS dict carrying ``sekimori.kind``)."""
-        return [rule.to_match(event) for rule in self.candidates(event) if rule.predicate(event)]
+        """Every rule that fires on ``event`` and generates matches of its own (rules used only
+        by a correlation without ``generate: true`` stay silent)."""
+        silent = self._silent
+        return [rule.to_match(event) for rule in self.fired(event) if rule.rule_id not in silent]
+
+    def fired(self, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """Every rule whose detection matches ``event`` (silent ones included), in load order."""
+        kind = _kind_of(event)
+        if kind is not None:
+            return [rule for rule in self._by_kind.get(kind, ()) if rule.predicate(event)]
+        key = event_key(event)
+        if key is None:
+            return []
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = self._bucket(key)
+        rules, index = bucket
+        if not rules:
+            return []
+        view = with_aliases(event, key) if isinstance(event, dict) else dict(event)
+        if index is None:
+            return [rule for rule in rules if rule.predicate(view)]
+        return [rules[i] for i in index.candidates(view) if rules[i].predicate(view)]
 
     def candidates(self, event: Mapping[str, Any]) -> tuple[CompiledRule, ...]:
-        """The rules routed to this event's kind."""
+        """The rules routed to this event (before the anchor prefilter)."""
         kind = _kind_of(event)
-        if kind is None:
-            return ()
-        return self._by_kind.get(kind, ())
+        if kind is not None:
+            return self._by_kind.get(kind, ())
+        key = event_key(event)
+        return () if key is None else self._bucket(key)[0]
+
+    def _bucket(self, key: tuple[str, int]) -> _Bucket:
+        channel, eid = key
+        indices: set[int] = set()
+        for wkey in ((channel, eid), (channel, None), (ANY_CHANNEL, None)):
+            indices.update(self._by_wkey.get(wkey, ()))
+        rules = tuple(
+            rule
+            for rule in (self.rules[i] for i in sorted(indices))
+            if _may_have_event_id(rule.condition, eid)
+        )
+        if len(rules) < PREFILTER_MIN_RULES:
+            return rules, None
+        return rules, AnchorIndex([rule_anchors(rule.condition) for rule in rules])
+
+    @property
+    def silent(self) -> frozenset[str]:
+        """Ids of rules referenced by a correlation without ``generate: true``."""
+        return self._silent
 
     def get(self, rule_id: str) -> CompiledRule:
         try:
@@ -73,7 +147,7 @@ class RuleSet:
     def __repr__(self) -> str:
         return (
             f"RuleSet(rules={len(self.rules)}, errors={len(self.errors)}, "
-            f"skipped={len(self.skipped)})"
+            f"skipped={len(self.skipped)}, correlations={len(self.correlations)})"
         )
 
 
@@ -81,3 +155,36 @@ def _kind_of(event: Mapping[str, Any]) -> str | None:
     sekimori = event.get("sekimori")
     kind = sekimori.get("kind") if isinstance(sekimori, Mapping) else event.get("sekimori.kind")
     return kind if isinstance(kind, str) else None
+
+
+def _may_have_event_id(node: tuple[Any, ...], eid: int) -> bool:
+    """False when the condition requires ``EventID`` to be some other number (refines routing
+    for service-wide rules such as ``service: sysmon`` + ``EventID: 16``)."""
+    required = _required_event_ids(node)
+    return required is None or eid in required
+
+
+def _required_event_ids(node: tuple[Any, ...]) -> frozenset[float] | None:
+    kind = node[0] if node else None
+    if kind == "field" and node[1] == "EventID":
+        test = node[2]
+        if test[0] == "num":
+            return frozenset({test[1]})
+        if test[0] == "any" and all(t[0] == "num" for t in test[1]):
+            return frozenset(t[1] for t in test[1])
+        return None
+    if kind == "and":
+        for child in node[1]:
+            found = _required_event_ids(child)
+            if found is not None:
+                return found
+        return None
+    if kind == "or":
+        union: set[float] = set()
+        for child in node[1]:
+            found = _required_event_ids(child)
+            if found is None:
+                return None
+            union |= found
+        return frozenset(union)
+    return None

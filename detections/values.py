@@ -1,14 +1,15 @@
-"""Compile Sigma values (after modifiers) into tests on one scalar event value.
+"""Compile IR value tests (:mod:`detections.ir`) into tests on one scalar event value.
 
 A :data:`ValueTest` takes one scalar from an event (str, int, float, bool) and answers whether
 the Sigma value matches it. List-valued event fields and absent fields are handled one level
-up, in :mod:`detections.compiler`. Everything that can be decided at compile time is: string
-patterns are reduced to ``==``/``startswith``/``endswith``/``in`` on pre-lowered literals, and
-only genuinely mixed wildcards fall back to a compiled regular expression.
+up, in :mod:`detections.compiler`. Literals arrive pre-folded, so a test costs one ``lower()``
+of the event value and one ``==``/``startswith``/``endswith``/``in``; only genuinely mixed
+wildcards use a regular expression.
 
 Semantics (Sigma specification): plain strings compare case-insensitively (``|cased`` opts
 out), ``*`` and ``?`` are wildcards unless escaped with ``\\``, ``|re`` is an unanchored search
-(case-sensitive unless ``|i``), numbers compare numerically, ``|cidr`` tests address membership.
+(case-sensitive unless ``|i``), numbers compare numerically, ``|cidr`` tests address membership,
+timestamp parts (``|minute`` … ``|year``) read an ISO-8601 timestamp.
 """
 
 from __future__ import annotations
@@ -16,35 +17,20 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
-from collections.abc import Callable, Sequence
-from typing import Final
-
-from sigma.types import (
-    CompareOperators,
-    Placeholder,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExpansion,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaString,
-    SigmaTimestampPart,
-    SigmaType,
-    SpecialChars,
-)
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
 
 from agents.errors import RuleError
 
 ValueTest = Callable[[object], bool]
 
-_COMPARE: Final[dict[CompareOperators, Callable[[float, float], bool]]] = {
-    CompareOperators.LT: operator.lt,
-    CompareOperators.LTE: operator.le,
-    CompareOperators.GT: operator.gt,
-    CompareOperators.GTE: operator.ge,
-    CompareOperators.NEQ: operator.ne,
+_COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "neq": operator.ne,
 }
 
 
@@ -72,115 +58,85 @@ def as_number(value: object) -> float | None:
     return None
 
 
-def compile_value(value: SigmaType) -> ValueTest:
-    """One Sigma value -> a test on one scalar. Raises RuleError for unsupported types."""
-    if isinstance(value, SigmaExpansion):  # windash/base64offset: alternatives, always OR
-        return compile_any([compile_value(v) for v in value.values])
-    if isinstance(value, SigmaString):  # includes SigmaCasedString
-        return _string_test(value, cased=isinstance(value, SigmaCasedString))
-    if isinstance(value, SigmaTimestampPart):
-        raise RuleError(
-            "timestamp-part modifiers (|minute, |hour, ...) are not supported by the streaming "
-            "engine",
-            remedy="match on @timestamp with |re, or drop the modifier",
-        )
-    if isinstance(value, SigmaNumber):
-        return _number_test(value.number)
-    if isinstance(value, SigmaBool):
-        return _bool_test(value.boolean)
-    if isinstance(value, SigmaRegularExpression):
-        return _regex_test(value)
-    if isinstance(value, SigmaCIDRExpression):
-        return _cidr_test(value.network)
-    if isinstance(value, SigmaCompareExpression):
-        return _compare_test(value.op, value.number.number)
-    raise RuleError(
-        f"value type {type(value).__name__} is not supported by the streaming engine",
-        remedy="see docs/rules.md for the supported modifiers",
-    )
+def compile_test(test: tuple[Any, ...]) -> ValueTest:
+    """IR value test -> predicate on one scalar."""
+    op = test[0]
+    if op in ("eq", "sw", "ew", "ct"):
+        return _literal_test(op, test[1], cased=test[2])
+    if op == "set":
+        return _set_test(frozenset(test[1]))
+    if op == "glob":
+        flags = re.DOTALL if test[2] else re.DOTALL | re.IGNORECASE
+        return _text_test(re.compile(test[1], flags).fullmatch)
+    if op == "re":
+        return _text_test(re.compile(test[1], test[2]).search)
+    if op == "any":
+        parts = tuple(compile_test(t) for t in test[1])
+        return lambda value: any(part(value) for part in parts)
+    if op == "num":
+        return _number_test(test[1])
+    if op == "cmp":
+        return _compare_test(_COMPARE[test[1]], test[2])
+    if op == "bool":
+        return _bool_test(test[1])
+    if op == "cidr":
+        return _cidr_test(ipaddress.ip_network(test[1]))
+    if op == "ts":
+        return _timestamp_test(test[1], test[2])
+    raise RuleError(f"unknown value test {op!r}")
 
 
-def compile_values(values: Sequence[SigmaType]) -> ValueTest:
-    """Several values OR-linked on one field: exact case-insensitive strings become one set."""
-    exact: set[str] = set()
-    others: list[ValueTest] = []
-    for value in values:
-        literal = _plain_literal(value)
-        if literal is not None:
-            exact.add(literal.lower())
-        else:
-            others.append(compile_value(value))
-    if exact:
-        others.insert(0, _set_test(frozenset(exact)))
-    return compile_any(others)
+def _literal_test(op: str, lit: str, *, cased: bool) -> ValueTest:
+    def check(text: str) -> bool:
+        if op == "eq":
+            return text == lit
+        if op == "sw":
+            return text.startswith(lit)
+        if op == "ew":
+            return text.endswith(lit)
+        return lit in text
 
+    if cased:
 
-def compile_any(tests: Sequence[ValueTest]) -> ValueTest:
-    if len(tests) == 1:
-        return tests[0]
-    frozen = tuple(tests)
+        def cased_test(value: object) -> bool:
+            if type(value) is str:
+                return check(value)
+            text = as_text(value)
+            return text is not None and check(text)
 
-    def any_test(value: object) -> bool:
-        return any(test(value) for test in frozen)
+        return cased_test
 
-    return any_test
+    def folded_test(value: object) -> bool:
+        if type(value) is str:
+            return check(value.lower())
+        text = as_text(value)
+        return text is not None and check(text.lower())
 
-
-def _plain_literal(value: SigmaType) -> str | None:
-    if type(value) is SigmaString and all(isinstance(part, str) for part in value.s):
-        return "".join(part for part in value.s if isinstance(part, str))
-    return None
+    return folded_test
 
 
 def _set_test(literals: frozenset[str]) -> ValueTest:
     def in_set(value: object) -> bool:
+        if type(value) is str:
+            return value.lower() in literals
         text = as_text(value)
         return text is not None and text.lower() in literals
 
     return in_set
 
 
-def _string_test(value: SigmaString, *, cased: bool) -> ValueTest:
-    parts = value.s
-    for part in parts:
-        if isinstance(part, Placeholder):
-            raise RuleError(
-                f"placeholder %{part.name}% is not resolved",
-                remedy="remove the |expand modifier or resolve the placeholder in a pipeline",
-            )
-    fold: Callable[[str], str] = (lambda s: s) if cased else str.lower
-    star = SpecialChars.WILDCARD_MULTI
-    texts = [p for p in parts if isinstance(p, str)]
-    specials = [p for p in parts if isinstance(p, SpecialChars)]
-    if not specials:
-        literal = fold("".join(texts))
-        return _text_test(lambda t: fold(t) == literal)
-    if all(s is star for s in specials) and len(texts) <= 1:
-        literal = fold(texts[0]) if texts else ""
-        shape = (parts[0] is star, parts[-1] is star)
-        if not texts or shape == (True, True):
-            return _text_test(lambda t: literal in fold(t))
-        if shape == (False, True):
-            return _text_test(lambda t: fold(t).startswith(literal))
-        if shape == (True, False):
-            return _text_test(lambda t: fold(t).endswith(literal))
-    pattern = "".join(
-        re.escape(p) if isinstance(p, str) else (".*" if p is star else ".") for p in parts
-    )
-    compiled = re.compile(pattern, re.DOTALL if cased else re.DOTALL | re.IGNORECASE)
-    return _text_test(lambda t: compiled.fullmatch(t) is not None)
-
-
-def _text_test(check: Callable[[str], bool]) -> ValueTest:
+def _text_test(check: Callable[[str], object]) -> ValueTest:
     def text_test(value: object) -> bool:
-        text = as_text(value)
-        return text is not None and check(text)
+        text = value if type(value) is str else as_text(value)
+        return text is not None and check(text) is not None
 
     return text_test
 
 
 def _number_test(number: float) -> ValueTest:
     def number_test(value: object) -> bool:
+        if type(value) is int:
+            return value == number
         got = as_number(value)
         return got is not None and got == number
 
@@ -198,14 +154,6 @@ def _bool_test(expected: bool) -> ValueTest:
     return bool_test
 
 
-def _regex_test(value: SigmaRegularExpression) -> ValueTest:
-    flags = 0
-    for flag in value.flags:
-        flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
-    compiled = re.compile(str(value.regexp), flags)
-    return _text_test(lambda t: compiled.search(t) is not None)
-
-
 def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueTest:
     def cidr_test(value: object) -> bool:
         if not isinstance(value, str):
@@ -219,11 +167,41 @@ def _cidr_test(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ValueT
     return cidr_test
 
 
-def _compare_test(op: CompareOperators, number: float) -> ValueTest:
-    compare = _COMPARE[op]
-
+def _compare_test(compare: Callable[[float, float], bool], number: float) -> ValueTest:
     def compare_test(value: object) -> bool:
         got = as_number(value)
         return got is not None and compare(got, number)
 
     return compare_test
+
+
+_PARTS: Final[dict[str, Callable[[datetime], int]]] = {
+    "minute": lambda t: t.minute,
+    "hour": lambda t: t.hour,
+    "day": lambda t: t.day,
+    "week": lambda t: t.isocalendar().week,
+    "month": lambda t: t.month,
+    "year": lambda t: t.year,
+}
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """ISO-8601 text (``Z``, offset, or a space separator) or epoch seconds -> datetime."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _timestamp_test(part: str, number: int) -> ValueTest:
+    extract = _PARTS[part]
+
+    def timestamp_test(value: object) -> bool:
+        when = parse_timestamp(value)
+        return when is not None and extract(when) == number
+
+    return timestamp_test

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from collector.models import (
     Alert,
@@ -16,8 +16,13 @@ from collector.models import (
     WriteResult,
 )
 
+# The query language a store runs retro hunts in (collector.hunt converts Sigma rules to it).
+HuntDialect = Literal["sqlite", "opensearch", "elasticsearch"]
+
 
 class Store(Protocol):
+    hunt_dialect: HuntDialect
+
     def write_events(self, events: Sequence[dict[str, Any]]) -> WriteResult:
         """Store enriched events; an event whose ``event.id`` exists already is a no-op."""
         ...
@@ -28,6 +33,15 @@ class Store(Protocol):
 
     def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
         """Events matching the query, oldest first."""
+        ...
+
+    def iter_events(self, query: EventQuery) -> Iterator[dict[str, Any]]:
+        """Every event matching the query's filters (``limit`` ignored), oldest first, paged."""
+        ...
+
+    def search_native(self, condition: str, query: EventQuery) -> Iterator[dict[str, Any]]:
+        """Like ``iter_events`` and also matching ``condition``, written in ``hunt_dialect``
+        (an SQL expression over the ``logs`` view, or a Lucene query string)."""
         ...
 
     def count_events(self) -> int: ...

@@ -31,6 +31,8 @@ from collector.models import (
     TriageRecord,
     WriteResult,
 )
+from collector.store import sqlite_query
+from collector.store.base import HuntDialect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -101,6 +103,8 @@ def _dt(value: float) -> datetime:
 class SqliteStore:
     """The ``Store`` contract on one SQLite file (thread-safe: one connection, one lock)."""
 
+    hunt_dialect: HuntDialect = "sqlite"
+
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         try:
@@ -111,6 +115,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_SCHEMA)
+            sqlite_query.prepare(self._conn)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open SQLite store: {exc}",
@@ -196,6 +201,22 @@ class SqliteStore:
         sql += " ORDER BY ts, agent_id, seq LIMIT ?"
         params.append(query.limit)
         return [orjson.loads(row[0]) for row in self._read(sql, params)]
+
+    def _scan_filters(self, query: EventQuery) -> tuple[list[str], list[Any]]:
+        return sqlite_query.where_clause(
+            query.host,
+            None if query.since is None else _ts(query.since),
+            None if query.until is None else _ts(query.until),
+            {"_kind": query.kinds, "_pid": query.pids, "_id": query.ids},
+        )
+
+    def iter_events(self, query: EventQuery) -> Iterator[dict[str, Any]]:
+        where, params = self._scan_filters(query)
+        return sqlite_query.scan(self._read, where, params)
+
+    def search_native(self, condition: str, query: EventQuery) -> Iterator[dict[str, Any]]:
+        where, params = self._scan_filters(query)
+        return sqlite_query.scan(self._read, where, params, condition)
 
     def count_events(self) -> int:
         return int(self._read("SELECT count(*) FROM events")[0][0])

@@ -1,10 +1,9 @@
-"""The HTTPS ingest API over real TLS, against a collector running in a thread."""
+"""The HTTPS ingest API over real mutual TLS, against a collector running in a thread."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,10 @@ from typing import Any
 import pytest
 
 from collector.models import EventQuery
-from collector.service import CollectorConfig, CollectorThread, build_collector
+from collector.service import CollectorThread
 from collector.validate import Limits
 from tests.conftest import batch, build_event
+from tests.security.kit import client_for, enroll_agent, start_collector
 
 RULE = """
 title: Test rule for whoami
@@ -30,49 +30,51 @@ tags: [attack.discovery]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[CollectorThread]:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "whoami.yml").write_text(RULE)
-    config = CollectorConfig(
-        data_dir=tmp_path / "data",
-        port=free_port(),
+    thread = start_collector(
+        tmp_path / "data",
         rule_paths=(rules,),
         limits=Limits(max_body_bytes=64 * 1024, max_events=50),
     )
-    thread = CollectorThread(build_collector(config))
-    thread.start()
+    thread.identity = enroll_agent(thread, tmp_path / "agent")  # type: ignore[attr-defined]
     yield thread
     thread.stop()
 
 
 def post(
-    running: CollectorThread, body: bytes, token: str | None = None, ctype: str = "application/json"
+    running: CollectorThread, body: bytes, *, cert: bool = True, ctype: str = "application/json"
 ) -> tuple[int, dict[str, Any]]:
-    collector = running.collector
-    context = ssl.create_default_context(cafile=str(collector.tls.ca_cert))
-    conn = http.client.HTTPSConnection("127.0.0.1", collector.config.port, context=context)
-    headers = {"Content-Type": ctype, "Authorization": f"Bearer {token or collector.token}"}
-    conn.request("POST", "/v1/events", body=body, headers=headers)
-    response = conn.getresponse()
-    payload = json.loads(response.read() or b"{}")
-    conn.close()
-    return response.status, payload
+    identity = running.identity if cert else None  # type: ignore[attr-defined]
+    return client_for(running, identity).call("POST", "/v1/events", body, {"Content-Type": ctype})
+
+
+def ev(**kwargs: Any) -> dict[str, Any]:
+    return build_event(agent_id=AGENT, **kwargs)
+
+
+def envelope(events: list[dict[str, Any]]) -> bytes:
+    return json.dumps(batch(events, agent_id=AGENT)).encode()
+
+
+AGENT = ""
+
+
+@pytest.fixture(autouse=True)
+def _agent(running: CollectorThread) -> None:
+    global AGENT
+    AGENT = running.identity.agent_id  # type: ignore[attr-defined]
 
 
 def test_ingest_detect_and_idempotent_resend(running: CollectorThread) -> None:
     events = [
-        build_event(seq=1, process__executable="/usr/bin/whoami", process__name="whoami"),
-        build_event(seq=2),
+        ev(seq=1, process__executable="/usr/bin/whoami", process__name="whoami"),
+        ev(seq=2),
     ]
-    body = json.dumps(batch(events)).encode()
+    body = envelope(events)
     status, answer = post(running, body)
     assert status == 200
     assert answer == {"accepted": 2, "duplicates": 0, "rejected": [], "acked_seq": 2}
@@ -90,9 +92,9 @@ def test_ingest_detect_and_idempotent_resend(running: CollectorThread) -> None:
 
 
 def test_mixed_batch_keeps_valid_events(running: CollectorThread) -> None:
-    bad = build_event(seq=2)
+    bad = ev(seq=2)
     bad["process"]["pid"] = "nope"
-    status, answer = post(running, json.dumps(batch([build_event(seq=1), bad])).encode())
+    status, answer = post(running, envelope([ev(seq=1), bad]))
     assert status == 200
     assert answer["accepted"] == 1
     assert answer["rejected"] == [
@@ -111,13 +113,13 @@ def test_mixed_batch_keeps_valid_events(running: CollectorThread) -> None:
     ("body", "kwargs", "status", "error"),
     [
         (b"{oops", {}, 400, "malformed JSON"),
-        (b"{}", {"token": "wrong"}, 401, "ingest token"),
+        (b"{}", {"cert": False}, 401, "client certificate required"),
         (b"{}", {"ctype": "text/plain"}, 415, "send JSON"),
         (b"[" + b"1," * 40000 + b"1]", {}, 413, "exceeds the limit"),
     ],
 )
 def test_refusals(
-    running: CollectorThread, body: bytes, kwargs: dict[str, str], status: int, error: str
+    running: CollectorThread, body: bytes, kwargs: dict[str, Any], status: int, error: str
 ) -> None:
     got_status, answer = post(running, body, **kwargs)
     assert got_status == status

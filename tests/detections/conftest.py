@@ -65,3 +65,22 @@ def compile_rule(load_one: Callable[..., RuleSet]) -> RuleFactory:
         return ruleset.rules[0]
 
     return compile_
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SIGMA_ROOT = SHARED / "sigma"
+CORPUS_DIRS = ("rules", "rules-emerging-threats", "rules-threat-hunting")
+
+
+def require_shared(path: Path) -> Path:
+    """Data in ../shared is part of the test contract: fail loudly when it is missing."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: tests need the shared/ folder beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sigma_corpus(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    """The whole SigmaHQ corpus from ../shared/sigma, loaded once per session."""
+    root = require_shared(SIGMA_ROOT)
+    return load_rules([root / name for name in CORPUS_DIRS])

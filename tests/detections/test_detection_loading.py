@@ -106,7 +106,8 @@ def test_rule_without_id_is_an_error(tmp_path: Path) -> None:
 
 def test_unsupported_logsources_are_reported(load_one: Callable[..., RuleSet]) -> None:
     cases = {
-        "windows": {"category": "process_creation", "product": "windows"},
+        "macos": {"category": "process_creation", "product": "macos"},
+        "windows etw": {"category": "file_access", "product": "windows"},
         "service": {"product": "linux", "service": "auditd"},
         "category": {"category": "file_event", "product": "linux"},
         "no category": {"product": "linux"},
@@ -118,8 +119,10 @@ def test_unsupported_logsources_are_reported(load_one: Callable[..., RuleSet]) -
         assert skipped.reason == "unsupported_logsource"
         assert skipped.title == name and skipped.rule_id
         assert "skipped (unsupported_logsource)" in str(skipped)
-    windows = load_one(GOOD, logsource=cases["windows"]).skipped[0]
-    assert "'windows'" in windows.detail
+    macos = load_one(GOOD, logsource=cases["macos"]).skipped[0]
+    assert "'macos'" in macos.detail
+    etw = load_one(GOOD, logsource=cases["windows etw"]).skipped[0]
+    assert "ETW" in etw.detail
 
 
 def test_router_routes_our_categories() -> None:
@@ -129,10 +132,18 @@ def test_router_routes_our_categories() -> None:
     assert router.route(SigmaLogSource("network_connection")).kinds == {"network_connection"}
     assert router.route(SigmaLogSource("network_listen", "linux")).kinds == {"network_listen"}
     assert "telemetry_gap" in router.route(SigmaLogSource("sekimori_telemetry")).kinds
-    assert not router.route(SigmaLogSource("process_creation", "windows")).supported
+    windows = router.route(SigmaLogSource("process_creation", "windows"))
+    assert windows.supported and not windows.kinds
+    assert windows.windows == {("microsoft-windows-sysmon/operational", 1), ("security", 4688)}
+    security = router.route(SigmaLogSource(None, "windows", "security"))
+    assert security.windows == {("security", None)}
+    assert router.route(SigmaLogSource("image_load", "windows")).windows == {
+        ("microsoft-windows-sysmon/operational", 7)
+    }
+    assert not router.route(SigmaLogSource(None, "windows", "no-such-service")).supported
 
 
-def test_correlation_rules_are_skipped_with_reason(tmp_path: Path) -> None:
+def test_correlation_rules_are_loaded_and_silence_their_base_rule(tmp_path: Path) -> None:
     base_id = str(uuid.uuid4())
     write(
         tmp_path / "corr.yml",
@@ -154,7 +165,12 @@ def test_correlation_rules_are_skipped_with_reason(tmp_path: Path) -> None:
     ruleset = load_rules([tmp_path])
     assert ruleset.errors == []
     assert [r.title for r in ruleset] == ["base"]
-    assert [(s.title, s.reason) for s in ruleset.skipped] == [("many evil", "correlation_rule")]
+    assert ruleset.skipped == []
+    assert [c.title for c in ruleset.correlations] == ["many evil"]
+    assert ruleset.silent == {base_id}  # no `generate: true`: the base rule only feeds it
+    event = make_event(process__command_line="evil")
+    assert [r.rule_id for r in ruleset.fired(event)] == [base_id]
+    assert ruleset.match(event) == []
 
 
 def test_sigma_filters_apply_across_files(tmp_path: Path) -> None:

@@ -359,17 +359,34 @@ def test_wide_encodes_utf16le(compile_rule: RuleFactory) -> None:
     assert not rule.matches(make_event(process__command_line="x ab y"))
 
 
-@pytest.mark.parametrize(
-    ("selection", "problem"),
-    [
-        ({"@timestamp|hour": 3}, "timestamp-part"),
-        ({"CommandLine|expand": "%admin_users%"}, "placeholder %admin_users%"),
-    ],
-)
-def test_unsupported_values_are_rule_errors(
-    load_one: Callable[..., RuleSet], selection: dict[str, Any], problem: str
-) -> None:
-    ruleset = load_one({"sel": selection, "condition": "sel"})
-    assert len(ruleset) == 0
-    (error,) = ruleset.errors
-    assert problem in error.message and error.remedy
+def test_timestamp_parts(compile_rule: RuleFactory) -> None:
+    rule = compile_rule({"sel": {"@timestamp|hour": 3, "@timestamp|month": 11}, "condition": "sel"})
+    assert rule.matches(make_event(**{"@timestamp": "2026-11-26T03:15:00Z"}))
+    assert not rule.matches(make_event(**{"@timestamp": "2026-11-26T04:15:00Z"}))
+    assert not rule.matches(make_event(**{"@timestamp": "not a time"}))
+    weekly = compile_rule(
+        {"sel": {"@timestamp|week": 48, "@timestamp|year": 2026}, "condition": "sel"}
+    )
+    assert weekly.matches(make_event(**{"@timestamp": "2026-11-26T03:15:00+09:00"}))
+
+
+def test_unresolved_placeholder_is_skipped_with_reason(load_one: Callable[..., RuleSet]) -> None:
+    ruleset = load_one({"sel": {"CommandLine|expand": "%admin_users%"}, "condition": "sel"})
+    assert len(ruleset) == 0 and ruleset.errors == []
+    (skipped,) = ruleset.skipped
+    assert skipped.reason == "unsupported_feature"
+    assert "placeholder %admin_users%" in skipped.detail
+
+
+def test_placeholders_expand_to_value_lists(tmp_path: Any) -> None:
+    from detections import load_rules
+    from tests.detections.conftest import rule_yaml
+
+    path = tmp_path / "rule.yml"
+    detection = {"sel": {"User|expand": "%admins%"}, "condition": "sel"}
+    path.write_text(rule_yaml(detection), encoding="utf-8")
+    ruleset = load_rules([path], placeholders={"admins": ["root", "Admin*"]})
+    (rule,) = ruleset.rules
+    assert rule.matches(make_event(user__name="root"))
+    assert rule.matches(make_event(user__name="administrator"))
+    assert not rule.matches(make_event(user__name="alice"))

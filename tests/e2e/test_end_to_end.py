@@ -82,19 +82,15 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     )
     agent = None
     try:
-        wait_for(lambda: (data_dir / "ingest.token").exists() and _listening(port), "collector")
+        wait_for(lambda: (data_dir / "registry.db").exists() and _listening(port), "collector")
+        url = f"https://127.0.0.1:{port}"
+        _enroll(data_dir, url, tmp_path / "agent")
         agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115
         agent = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "agents",
-                "--collector",
-                f"https://127.0.0.1:{port}",
-                "--ca",
-                str(data_dir / "ca.pem"),
-                "--token-file",
-                str(data_dir / "ingest.token"),
                 "--state-dir",
                 str(tmp_path / "agent"),
                 "--heartbeat-interval",
@@ -118,6 +114,38 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
             path = tmp_path / name
             if path.exists():
                 sys.stderr.write(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}\n")
+
+
+def _enroll(data_dir: Path, url: str, state_dir: Path) -> None:
+    """A one-time token from the registry, then `python -m agents enroll` as an operator would."""
+    from collector.registry import Registry
+
+    registry = Registry(data_dir / "registry.db")
+    try:
+        token = registry.create_token(ttl=300, uses=1)
+    finally:
+        registry.close()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agents",
+            "enroll",
+            url,
+            "-",
+            "--ca",
+            str(data_dir / "ca.pem"),
+            "--state-dir",
+            str(state_dir),
+        ],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (state_dir / "identity" / "agent.pem").stat().st_mode & 0o777 == 0o600
 
 
 def _listening(port: int) -> bool:
@@ -277,7 +305,7 @@ def test_agent_restart_loses_nothing_and_duplicates_nothing(deployment: Deployme
     for marker in markers[10:]:
         subprocess.run(["/bin/true", marker], check=True)
     time.sleep(1.0)
-    # restart the collector on the same data dir and port (it reuses its CA and token)
+    # restart the collector on the same data dir and port (it reuses its CA and registry)
     args = deployment.collector.args
     assert isinstance(args, list)
     port = args[args.index("--port") + 1]

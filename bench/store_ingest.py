@@ -1,0 +1,179 @@
+"""Ingest throughput through the collector pipeline (validate, zones, store, detect, alerts).
+
+    .venv/bin/python bench/store_ingest.py sqlite --events 200000 [--profile]
+    .venv/bin/python bench/store_ingest.py opensearch --events 100000   # starts a node
+    .venv/bin/python bench/store_ingest.py opensearch --url http://127.0.0.1:9200
+
+For a search engine the baseline is ``helpers.bulk`` (create op, same _id, same mapping) of the
+same enriched events into the same node in the same run; the ratio is what the pipeline keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.store_events import events as make_events
+from collector.alerts import AlertManager
+from collector.pipeline import IngestPipeline
+from collector.store import open_store
+from collector.store.base import Store
+from collector.zones import example_zones_path, load_zones
+from detections import default_rules_dir, load_rules
+
+BATCH = 500
+
+
+def bodies(count: int) -> list[bytes]:
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    out: list[bytes] = []
+    for event in make_events(count, hosts=200):
+        agent = event["agent"]["id"]
+        pending = by_agent.setdefault(agent, [])
+        pending.append(event)
+        if len(pending) == BATCH:
+            out.append(
+                orjson.dumps(
+                    {
+                        "schema": "sekimori.batch/1",
+                        "agent": {"id": agent, "name": agent},
+                        "events": pending,
+                    }
+                )
+            )
+            by_agent[agent] = []
+    for agent, pending in by_agent.items():
+        if pending:
+            out.append(
+                orjson.dumps(
+                    {
+                        "schema": "sekimori.batch/1",
+                        "agent": {"id": agent, "name": agent},
+                        "events": pending,
+                    }
+                )
+            )
+    return out
+
+
+def through_pipeline(store: Store, batches: list[bytes], profile: bool) -> float:
+    zones = load_zones(example_zones_path())
+    pipeline = IngestPipeline(store, zones, load_rules([default_rules_dir()]), AlertManager(store))
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for body in batches:
+        pipeline.ingest(body)
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - start
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+        print(text.getvalue())
+    return elapsed
+
+
+def raw_bulk(url: str, batches: list[bytes], prefix: str) -> float:
+    from opensearchpy import OpenSearch, helpers
+
+    from collector.store.search_mapping import IndexLayout
+
+    zones = load_zones(example_zones_path())
+    docs = []
+    for body in batches:
+        for event in orjson.loads(body)["events"]:
+            zones.enrich(event)
+            event.setdefault("event", {})["ingested"] = "2026-11-26T12:00:00.000000Z"
+            docs.append(event)
+    layout = IndexLayout(prefix=prefix)
+    client = OpenSearch(hosts=[url], timeout=60)
+    client.indices.put_index_template(name=f"{prefix}-events", body=layout.events_template())
+    actions = (
+        {
+            "_op_type": "create",
+            "_index": layout.events_index(d["@timestamp"]),
+            "_id": d["event"]["id"],
+            "_source": d,
+        }
+        for d in docs
+    )
+    start = time.perf_counter()
+    _, errors = helpers.bulk(client, actions, chunk_size=BATCH, raise_on_error=False)
+    elapsed = time.perf_counter() - start
+    assert not errors, errors[:3]
+    client.indices.delete(index=f"{prefix}-*")
+    client.indices.delete_index_template(name=f"{prefix}-events")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store", choices=["sqlite", "opensearch", "elasticsearch"])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--url", help="an existing node (default: start one with tests/nodes.py)")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    batches = bodies(args.events)
+    node = None
+    if args.store == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(f"sqlite://{tmp}/bench.db")
+            elapsed = through_pipeline(store, batches, args.profile)
+            assert store.count_events() == args.events
+            store.close()
+        print(
+            f"sqlite pipeline: {args.events} events in {elapsed:.2f} s"
+            f" = {args.events / elapsed:,.0f} events/s"
+        )
+        return 0
+    url = args.url
+    if url is None:
+        from tests.nodes import start_node
+
+        node = start_node(args.store, Path(tempfile.mkdtemp(prefix="sekimori-bench-")))
+        url = node.url
+    try:
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        store = open_store(f"{args.store}+{url}", prefix=prefix)
+        warm = bodies(5_000)
+        through_pipeline(open_store(f"{args.store}+{url}", prefix=prefix + "w"), warm, False)
+        raw_bulk(url, warm, prefix + "rw")
+        results = []
+        for round_ in range(2):
+            raw = raw_bulk(url, batches, f"{prefix}r{round_}")
+            pipe_store = open_store(f"{args.store}+{url}", prefix=f"{prefix}p{round_}")
+            pipe = through_pipeline(pipe_store, batches, args.profile and round_ == 1)
+            assert pipe_store.count_events() == args.events
+            results.append((raw, pipe))
+            print(
+                f"round {round_}: raw helpers.bulk {args.events / raw:,.0f} ev/s,"
+                f" pipeline {args.events / pipe:,.0f} ev/s, ratio {raw / pipe:.2f}"
+            )
+        raw, pipe = min(r for r, _ in results), min(p for _, p in results)
+        print(
+            f"{args.store}: best raw {args.events / raw:,.0f} ev/s,"
+            f" best pipeline {args.events / pipe:,.0f} ev/s, ratio {raw / pipe:.2f}"
+        )
+        store.close()
+    finally:
+        if node is not None:
+            node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
