@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("collector.cli.timeline", "audit"),
     "rules": ("detections.cli", "rules"),
     "triage": ("playbooks.cli", "triage"),
+    "hunt": ("collector.cli.hunt", "hunt"),
+    "agent": ("collector.cli.agents", "agent"),
+    "agents": ("collector.cli.agents", "agents"),
+    "token": ("collector.cli.agents", "token"),
+    "action": ("collector.cli.agents", "action"),
 }
 
 err_console = Console(stderr=True)
@@ -86,19 +91,6 @@ def cli(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-@cli.command(
-    "agent",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("agent_args", nargs=-1, type=click.UNPROCESSED)
-def agent_command(agent_args: tuple[str, ...]) -> None:
-    """Run the endpoint agent (same flags as `python -m agents`; try `sekimori agent --help`)."""
-    from agents.__main__ import main as agent_main
-
-    sys.exit(agent_main(list(agent_args)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -50,7 +50,7 @@ def _svg(entries: Sequence[TimelineEntry]) -> str:
     height = TOP + LANE_H * len(LANES) + 30
     parts = [f'<svg width="{WIDTH}" height="{height}" role="img" aria-label="timeline">']
     for i, lane in enumerate(LANES):
-        y = TOP + i * LANE_H
+        y: float = TOP + i * LANE_H
         parts.append(
             f'<rect x="{LEFT}" y="{y}" width="{WIDTH - LEFT - 20}" height="{LANE_H - 6}"'
             f' fill="#f5f5f5"/><text x="8" y="{y + LANE_H / 2}" font-size="13">{lane}</text>'

@@ -112,3 +112,150 @@ def rules_test(paths: tuple[Path, ...], as_json: bool) -> None:
         raise CheckFailed(
             f"{len(failed)} rule(s) failed their samples, {len(ruleset.errors)} did not load"
         )
+
+
+def _placeholders(values: tuple[str, ...]) -> dict[str, list[str]] | None:
+    if not values:
+        return None
+    result: dict[str, list[str]] = {}
+    for item in values:
+        name, sep, rest = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(
+                f"{item!r}: use NAME=VALUE1,VALUE2", param_hint="--placeholder"
+            )
+        result.setdefault(name, []).extend(v for v in rest.split(",") if v)
+    return result
+
+
+@rules.command("scan")
+@click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Rule files or folders (repeatable; default: the shipped rules).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
+)
+@click.option("--placeholder", "placeholders", multiple=True, help="|expand values: NAME=V1,V2")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Cache compiled rule sets here (a later scan starts in a fraction of a second).",
+)
+@click.option(
+    "--lateness",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds of out-of-order tolerance for correlation rules.",
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+def rules_scan(
+    rule_paths: tuple[Path, ...],
+    fmt: str,
+    placeholders: tuple[str, ...],
+    cache_dir: Path | None,
+    lateness: float,
+    files: tuple[Path, ...],
+) -> None:
+    """Evaluate rules over log files: EVTX, JSON (objects, concatenated, arrays), JSONL;
+    gzip and zip accepted. One line per match."""
+    import json
+
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from detections.scan import scan_files
+
+    matches = 0
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} events"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[Path, Any] = {}
+
+        def progress(path: Path, events: int, done: bool) -> None:
+            if path not in tasks:
+                tasks[path] = bar.add_task(path.name, total=None)
+            bar.update(tasks[path], completed=events, total=events if done else None)
+
+        for match in scan_files(
+            list(rule_paths),
+            files,
+            progress=progress,
+            placeholders=_placeholders(placeholders),
+            cache_dir=cache_dir,
+            lateness=lateness,
+        ):
+            matches += 1
+            if fmt == "jsonl":
+                click.echo(json.dumps(match.to_dict(), ensure_ascii=False, default=str))
+            else:
+                click.echo(
+                    f"{match.file}:{match.index}: [{match.level}] {match.rule_title}"
+                    f" ({match.rule_id})"
+                )
+    err_console.print(f"{matches} match(es) in {len(files)} file(s)")
+
+
+@rules.command("convert")
+@click.option(
+    "--target",
+    type=click.Choice(["lucene", "esql", "eql", "opensearch", "sqlite"]),
+    required=True,
+    help="Query language (pySigma backends, offline).",
+)
+@rule_path_argument
+@json_option
+def rules_convert(target: str, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Convert rules to store queries with the pySigma backends (exit 10 if any fails)."""
+    from detections import default_rules_dir
+    from detections.convert import convert_rules
+
+    converted = convert_rules(list(paths) or [default_rules_dir()], target)  # type: ignore[arg-type]
+    failed = [c for c in converted if c.error]
+    if as_json:
+        print_json(
+            [
+                {
+                    "rule_id": c.rule_id,
+                    "title": c.title,
+                    "source": str(c.source),
+                    "target": c.target,
+                    "queries": list(c.queries),
+                    "error": c.error,
+                }
+                for c in converted
+            ]
+        )
+    else:
+        for c in converted:
+            if c.error:
+                err_console.print(f"[red]{esc(str(c.source))}:[/] {esc(c.error)}")
+            for query in c.queries:
+                click.echo(f"# {c.title} ({c.rule_id})\n{query}\n")
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(converted)} rule(s) did not convert to {target}")
+
+
+@rules.command("bench", context_settings={"ignore_unknown_options": True})
+@click.argument("bench_args", nargs=-1, type=click.UNPROCESSED)
+def rules_bench(bench_args: tuple[str, ...]) -> None:
+    """Run the engine benchmark (bench/sigma_engine.py in a source checkout; same flags)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "sigma_engine.py"
+    if not script.exists():
+        raise CheckFailed(
+            "the benchmark ships with the source tree, not the installed package",
+            remedy="run it from a clone: python bench/sigma_engine.py --help",
+        )
+    raise SystemExit(
+        subprocess.run([sys.executable, str(script), *bench_args], check=False).returncode
+    )

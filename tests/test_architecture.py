@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Third-party packages the agent may load: cryptography (enrollment keys and CSRs) and what
+# it pulls in. Everything else it imports must be the standard library or agents itself.
+AGENT_THIRD_PARTY_ALLOWED = frozenset({"cryptography", "cffi", "_cffi_backend"})
 FORBIDDEN_IN_AGENT = (
     "collector",
     "detections",
@@ -57,6 +60,12 @@ print("\\n".join(sorted(sys.modules)))
     assert "agents" in loaded
     bad = sorted(loaded & set(FORBIDDEN_IN_AGENT))
     assert bad == [], f"agent runtime pulls in {bad}"
+    third_party = {
+        name
+        for name in loaded - set(sys.stdlib_module_names) - {"agents", "__main__"}
+        if not name.startswith("_") or name == "_cffi_backend"
+    }
+    assert third_party <= AGENT_THIRD_PARTY_ALLOWED, sorted(third_party - AGENT_THIRD_PARTY_ALLOWED)
 
 
 def test_nothing_imports_the_cli() -> None:
@@ -65,7 +74,7 @@ def test_nothing_imports_the_cli() -> None:
         for package in ("agents", "collector", "detections", "playbooks")
         for path in (REPO / package).rglob("*.py")
         if any(
-            line.strip().startswith(("import cli", "from cli "))
+            line.strip() == "import cli" or line.strip().startswith(("import cli ", "from cli "))
             for line in path.read_text(encoding="utf-8").splitlines()
         )
     ]

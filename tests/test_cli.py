@@ -216,3 +216,60 @@ def test_timeline_html_report_is_self_contained_and_escaped(data_dir: Path, tmp_
     html = timeline_html("<t>", [entry])
     assert "<img" not in html
     assert "&lt;img src=x" in html
+
+
+def test_rules_scan_and_convert(tmp_path: Path) -> None:
+    samples = json.loads(
+        (default_rules_dir() / "linux_execution" / "reverse_shell.samples.json").read_text()
+    )
+    log = tmp_path / "events.jsonl"
+    log.write_text("\n".join(json.dumps(e) for e in samples["match"] + samples["nomatch"]))
+    code, out, _ = run("rules", "scan", "--format", "jsonl", str(log))
+    assert code == 0
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert len(hits) == len(samples["match"])
+    assert {h["rule_title"] for h in hits} == {"Reverse Shell Command Line"}
+    code, out, _ = run(
+        "rules",
+        "convert",
+        "--target",
+        "sqlite",
+        "--json",
+        str(default_rules_dir() / "linux_credential"),
+    )
+    assert code == 0
+    (converted,) = json.loads(out)
+    assert converted["error"] is None
+    assert "shadow" in converted["queries"][0]
+
+
+def test_hunt_finds_what_streaming_found(data_dir: Path) -> None:
+    code, out, _ = run(
+        "hunt",
+        "--since",
+        "2026-11-26T05:00:00Z",
+        "--until",
+        "2026-11-26T07:00:00Z",
+        "--data-dir",
+        str(data_dir),
+        "--json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["matches"] == 1
+    assert report["new_alerts"] == 0  # streaming already raised it: same alert id
+    assert report["already_known"] == 1
+
+
+def test_tokens_agents_and_revocation(tmp_path: Path) -> None:
+    code, out, _ = run("collector", "init", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert (tmp_path / "ca.pem").exists()
+    code, out, _ = run("token", "create", "--ttl", "10m", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert len(out.strip()) >= 32
+    code, out, _ = run("agents", "list", "--data-dir", str(tmp_path), "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, _, err = run("agent", "revoke", "nobody", "--data-dir", str(tmp_path))
+    assert code == 7
+    assert "no enrolled agent 'nobody'" in err

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape as esc
 
 from agents.errors import ConfigError, NotFoundError
+from collector.store.base import Store
 from collector.store.sqlite import SqliteStore
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "open_store",
     "parse_when",
     "print_json",
+    "save_store_config",
+    "store_options",
 ]
 
 console = Console()
@@ -67,8 +70,53 @@ data_dir_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def open_store(data_dir: Path) -> SqliteStore:
-    """The store of a data dir; NotFoundError (with the command to run) if there is none."""
+STORE_FILE = "store.json"  # written by `up`/`collector run --store URL`: URL + option names
+
+
+def store_options(
+    store_ca: Path | None, api_key_env: str | None, user: str | None, password_env: str | None
+) -> dict[str, Any]:
+    """Cluster connection options. Secrets come from environment variables, never the CLI."""
+    options: dict[str, Any] = {}
+    if store_ca is not None:
+        options["ca_certs"] = str(store_ca)
+    if api_key_env:
+        options["api_key"] = _secret(api_key_env)
+    if user:
+        if not password_env:
+            raise ConfigError("--store-user needs --store-password-env VAR")
+        options["basic_auth"] = (user, _secret(password_env))
+    return options
+
+
+def _secret(variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"environment variable {variable} is empty or unset")
+    return value
+
+
+def save_store_config(data_dir: Path, url: str, settings: dict[str, Any]) -> None:
+    """Remember which store the collector uses (names of secret variables, not secrets)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / STORE_FILE).write_text(json.dumps({"url": url, **settings}, indent=2) + "\n")
+
+
+def open_store(data_dir: Path) -> Store:
+    """The store of a data dir (the embedded SQLite file, or the cluster that `up --store`
+    recorded); NotFoundError (with the command to run) if there is none."""
+    recorded = data_dir / STORE_FILE
+    if recorded.exists():
+        from collector.store import open_store as open_url
+
+        cfg = json.loads(recorded.read_text(encoding="utf-8"))
+        options = store_options(
+            Path(cfg["store_ca"]) if cfg.get("store_ca") else None,
+            cfg.get("api_key_env"),
+            cfg.get("user"),
+            cfg.get("password_env"),
+        )
+        return open_url(str(cfg["url"]), **options)
     path = data_dir / "sekimori.db"
     if not path.exists():
         raise NotFoundError(

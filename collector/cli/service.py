@@ -17,6 +17,8 @@ from collector.cli.common import (
     json_option,
     open_store,
     print_json,
+    save_store_config,
+    store_options,
 )
 
 
@@ -38,6 +40,28 @@ def _collector_options(func: Any) -> Any:
                 type=click.Path(path_type=Path, exists=True),
                 help="Sigma rule files or folders (repeatable; default: the shipped rules).",
             ),
+            click.option(
+                "--store",
+                "store_url",
+                help="Event store URL: opensearch+https://h:9200, elasticsearch+https://h:9200"
+                " (default: the embedded SQLite file in --data-dir). See docs/stores.md.",
+            ),
+            click.option(
+                "--store-ca",
+                type=click.Path(path_type=Path, exists=True),
+                help="CA bundle for the cluster's TLS.",
+            ),
+            click.option(
+                "--store-api-key-env",
+                metavar="VAR",
+                help="Environment variable holding the cluster API key.",
+            ),
+            click.option("--store-user", help="Cluster user (basic auth)."),
+            click.option(
+                "--store-password-env",
+                metavar="VAR",
+                help="Environment variable holding that user's password.",
+            ),
         ]
     ):
         func = option(func)
@@ -45,13 +69,41 @@ def _collector_options(func: Any) -> Any:
 
 
 def _build(
-    data_dir: Path, host: str, port: int, zones: Path | None, rule_paths: tuple[Path, ...]
+    data_dir: Path,
+    host: str,
+    port: int,
+    zones: Path | None,
+    rule_paths: tuple[Path, ...],
+    **store: Any,
 ) -> Any:
     from collector.service import CollectorConfig, build_collector
 
-    config = CollectorConfig(
-        data_dir=data_dir, host=host, port=port, zones_path=zones, rule_paths=rule_paths
+    url = store.pop("store_url")
+    settings = {
+        "store_ca": str(store["store_ca"]) if store["store_ca"] else None,
+        "api_key_env": store["store_api_key_env"],
+        "user": store["store_user"],
+        "password_env": store["store_password_env"],
+    }
+    options = store_options(
+        store["store_ca"],
+        store["store_api_key_env"],
+        store["store_user"],
+        store["store_password_env"],
     )
+    config = CollectorConfig(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        zones_path=zones,
+        rule_paths=rule_paths,
+        store_url=url,
+        store_options=options,
+    )
+    if url:
+        save_store_config(data_dir, url, settings)
+    elif (data_dir / "store.json").exists():
+        (data_dir / "store.json").unlink()  # back on the embedded store
     collector = build_collector(config)
     for error in collector.rules.errors:
         err_console.print(f"[yellow]rule not loaded:[/] {esc(str(error))}", highlight=False)
@@ -79,12 +131,13 @@ def up(
     zones: Path | None,
     rule_paths: tuple[Path, ...],
     no_agent: bool,
+    **store: Any,
 ) -> None:
     """Run sekimori on this machine: collector on the embedded store plus a local agent."""
     from collector.local import start_local_agent
     from collector.service import CollectorThread
 
-    collector = _build(data_dir, host, port, zones, rule_paths)
+    collector = _build(data_dir, host, port, zones, rule_paths, **store)
     server = CollectorThread(collector)
     server.start()
     _stop_on_signals()
@@ -118,12 +171,17 @@ def collector() -> None:
 @collector.command("run")
 @_collector_options
 def collector_run(
-    data_dir: Path, host: str, port: int, zones: Path | None, rule_paths: tuple[Path, ...]
+    data_dir: Path,
+    host: str,
+    port: int,
+    zones: Path | None,
+    rule_paths: tuple[Path, ...],
+    **store: Any,
 ) -> None:
     """Run only the collector (agents elsewhere ship to it)."""
     from collector.service import CollectorThread
 
-    server = CollectorThread(_build(data_dir, host, port, zones, rule_paths))
+    server = CollectorThread(_build(data_dir, host, port, zones, rule_paths, **store))
     server.start()
     _stop_on_signals()
     console.print(f"collector listening at {server.collector.url}; Ctrl-C stops")
@@ -201,3 +259,29 @@ def demo(keep: Path | None, as_json: bool) -> None:
             f"the demo missed {len(missed)} expected alert(s)",
             remedy="check the agent log and `sekimori rules test`",
         )
+
+
+@collector.command("init")
+@data_dir_option
+@click.option(
+    "--ca-cert",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Use this CA certificate (with --ca-key) instead of generating one.",
+)
+@click.option("--ca-key", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    help="Extra DNS name or IP for the server certificate (repeatable).",
+)
+def collector_init(
+    data_dir: Path, ca_cert: Path | None, ca_key: Path | None, tls_names: tuple[str, ...]
+) -> None:
+    """Create the collector CA (or install the given one), server certificate and registry."""
+    from collector.admin import init_collector
+
+    files = init_collector(data_dir, ca_cert=ca_cert, ca_key=ca_key, tls_names=tls_names)
+    console.print(f"collector initialised in {esc(str(data_dir))}")
+    console.print(f"  CA certificate (give it to agents): {esc(str(files.ca_cert))}")
+    console.print("next: sekimori token create --ttl 1h --uses 1")
