@@ -71,13 +71,25 @@ def agents_list(data_dir: Path, as_json: bool) -> None:
     for r in records:
         row = r.to_json()
         table.add_row(
+            *(esc(str(row.get(k) or "-")) for k in ("id", "name", "zone")),
+            _when(row.get("last_seen")),
             *(
-                esc(str(row.get(k) or "-"))
-                for k in ("id", "name", "zone", "last_seen", "max_seq", "backlog", "not_after")
+                esc(str(row.get(k) if row.get(k) is not None else "-"))
+                for k in ("max_seq", "backlog")
             ),
+            _when(row.get("not_after")),
             "[red]revoked[/]" if row.get("revoked") else "active",
         )
     console.print(table)
+
+
+def _when(value: object) -> str:
+    """Registry times are epoch seconds (or ISO text); show them as UTC."""
+    if isinstance(value, int | float):
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(value, UTC).strftime("%m-%d %H:%M:%S")
+    return esc(str(value or "-"))
 
 
 @click.group()
