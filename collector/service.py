@@ -8,6 +8,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from collector.authority import CLIENT_VALIDITY, Authority
 from collector.pipeline import IngestPipeline
 from collector.registry import Registry
 from collector.server import make_app, serve
+from collector.silence import DEFAULT_THRESHOLD, check_silence
 from collector.store import open_store
 from collector.store.base import Store
 from collector.store.sqlite import SqliteStore
@@ -46,6 +48,8 @@ class CollectorConfig:
     store_options: dict[str, Any] = field(default_factory=dict)
     client_validity: timedelta = CLIENT_VALIDITY  # agent certificate lifetime
     revocation_refresh: float = 1.0  # seconds between registry re-reads (revocation latency)
+    silence_threshold: timedelta = DEFAULT_THRESHOLD  # agent silence alert after this
+    silence_check_interval: float = 30.0  # seconds between silence checks
 
     @property
     def store_path(self) -> Path:
@@ -132,13 +136,36 @@ class CollectorThread:
             app = make_app(self.collector.pipeline, self.collector.auth)
             context = server_context(self.collector.tls)
             config = self.collector.config
-            await serve(app, config.host, config.port, context, self._stop, self._ready)
+            watchdog = asyncio.create_task(self._watch_silence())
+            try:
+                await serve(app, config.host, config.port, context, self._stop, self._ready)
+            finally:
+                watchdog.cancel()
 
         try:
             asyncio.run(main())
         except (OSError, SekimoriError) as exc:  # surfaced to the caller by start()/wait()
             self._error = exc
             self._ready.set()
+
+    async def _watch_silence(self) -> None:
+        """Raise agent-silence alerts periodically (in a worker thread: the store blocks)."""
+        config = self.collector.config
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(config.silence_check_interval)
+            try:
+                await loop.run_in_executor(
+                    None,
+                    partial(
+                        check_silence,
+                        self.collector.registry,
+                        self.collector.store,
+                        threshold=config.silence_threshold,
+                    ),
+                )
+            except SekimoriError:
+                log.exception("agent silence check failed; retrying at the next interval")
 
     def start(self, timeout: float = 15.0) -> None:
         self._thread.start()

@@ -81,6 +81,7 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         stderr=subprocess.STDOUT,
     )
     agent = None
+    deployment: Deployment | None = None
     try:
         wait_for(lambda: (data_dir / "registry.db").exists() and _listening(port), "collector")
         url = f"https://127.0.0.1:{port}"
@@ -109,6 +110,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         if agent is not None:
             stop(agent)
         stop(collector)
+        if deployment is not None and deployment.collector is not collector:
+            stop(deployment.collector)  # a test restarted it: stop the one it started too
         log.close()
         for name in ("collector.log", "agent.log"):
             path = tmp_path / name
