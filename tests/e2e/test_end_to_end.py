@@ -324,3 +324,18 @@ def test_agent_restart_loses_nothing_and_duplicates_nothing(deployment: Deployme
     wait_for(all_seen, "all 20 processes after the collector restart", timeout=60)
     seqs = [e["sekimori"]["seq"] for e in _events(deployment)]
     assert len(seqs) == len(set(seqs)), "an event was stored twice"
+
+
+def test_demo_raises_every_expected_alert() -> None:
+    assert os.geteuid() == 0, "the demo needs root for the netlink process connector"
+    result = subprocess.run(
+        [SEKIMORI, "demo", "--json"], capture_output=True, text=True, check=False, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    titles = {alert["title"] for alert in json.loads(result.stdout)}
+    assert titles >= {
+        "Base64-Decoded Payload Executed by a Shell",
+        "Download Piped Into a Shell or Interpreter",
+        "Reverse Shell Command Line",
+        "Read or Copy of /etc/shadow",
+    }
