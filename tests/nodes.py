@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from tests.support import free_port
 
 HEAP: Final = "-Xms512m -Xmx512m"
 START_TIMEOUT: Final = 180.0
@@ -153,12 +154,6 @@ def fetch(dist: Distribution) -> Path:
             raise
     shutil.rmtree(staging, ignore_errors=True)
     return home
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Node:

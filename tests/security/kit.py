@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,7 @@ from typing import Any
 
 from agents.identity import Identity, enroll
 from collector.service import CollectorConfig, CollectorThread, build_collector
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import free_port
 
 
 def start_collector(data_dir: Path, **settings: Any) -> CollectorThread:
