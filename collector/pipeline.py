@@ -8,6 +8,7 @@ Rejected events go to the dead-letter table whole, with their reason. Calls are 
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +79,7 @@ class IngestPipeline:
                         agent_id=batch.agent_id,
                         event_id=r.event_id,
                         reason=r.reason,
-                        raw=canonical_json(r.raw),
+                        raw=dead_letter_text(r.raw),
                         received_at=now,
                     )
                     for r in batch.rejected
@@ -109,3 +110,14 @@ class IngestPipeline:
 
     def _detect(self, event: dict[str, Any]) -> list[Alert]:
         return [self.alerts.record(match, event) for match in self.rules.match(event)]
+
+
+def dead_letter_text(value: Any) -> str:
+    """The refused event as JSON text that any store can hold: readable UTF-8 where possible,
+    ASCII escapes when the event carries lone surrogates (which UTF-8 cannot encode)."""
+    text = canonical_json(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text

@@ -61,21 +61,35 @@ class ParsedBatch:
     max_seq: int  # highest sequence number seen in the batch (valid or not), 0 if none
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+class _NotJson(str):
+    """Stands in for NaN/Infinity while parsing, so the event that holds one is refused alone
+    (it serialises as its name in the dead-letter copy)."""
+
+
+class _Pairs(dict[str, Any]):
+    """An object whose members were parsed; remembers keys that appeared twice."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = _Pairs()
+    seen: list[str] = []
     for key, value in pairs:
         if key in result:
-            raise InputError(f"duplicate object key {key!r} (I-JSON forbids duplicates)")
+            seen.append(key)
         result[key] = value
+    if seen:
+        result.duplicates = tuple(seen)
     return result
 
 
-def _no_constants(name: str) -> Any:
-    raise InputError(f"{name} is not JSON (I-JSON forbids NaN and Infinity)")
-
-
 def parse_i_json(body: bytes, limits: Limits) -> Any:
-    """Parse a body as I-JSON (RFC 7493) or raise ``InputError`` naming the problem."""
+    """Parse a body; syntax errors, bad UTF-8 and oversize refuse it whole (``InputError``).
+
+    I-JSON value rules (RFC 7493: no duplicate keys, NaN/Infinity, integers beyond ±2^53,
+    lone surrogates) are checked afterwards by ``check_i_json``, per event where possible,
+    so one bad event does not cost the valid events of its batch."""
     if len(body) > limits.max_body_bytes:
         raise TooLargeError(
             f"body of {len(body)} bytes exceeds the limit of {limits.max_body_bytes} bytes",
@@ -86,18 +100,22 @@ def parse_i_json(body: bytes, limits: Limits) -> Any:
     except UnicodeDecodeError as exc:
         raise InputError(f"body is not valid UTF-8 at byte {exc.start}") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_NotJson)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
-    _check_values(value, limits, depth=0)
-    return value
+    except RecursionError as exc:
+        raise InputError("JSON nested too deeply") from exc
 
 
-def _check_values(value: Any, limits: Limits, depth: int) -> None:
+def check_i_json(value: Any, limits: Limits, depth: int = 0, *, skip: Any = None) -> None:
+    """Raise ``InputError`` for the first I-JSON violation in ``value`` (``skip``: a child
+    object not to descend into, e.g. the events list checked event by event)."""
     if depth > limits.max_depth + 2:  # envelope + events list + event nesting
         raise InputError(f"JSON nested deeper than {limits.max_depth} levels")
+    if isinstance(value, _NotJson):
+        raise InputError(f"{value} is not JSON (I-JSON forbids NaN and Infinity)")
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -108,16 +126,22 @@ def _check_values(value: Any, limits: Limits, depth: int) -> None:
     elif isinstance(value, int) and abs(value) > I_JSON_MAX_INT:
         raise InputError(f"integer {value} is outside the I-JSON range of ±(2**53-1)")
     elif isinstance(value, dict):
+        duplicates = getattr(value, "duplicates", ())
+        if duplicates:
+            raise InputError(f"duplicate object key {duplicates[0]!r} (I-JSON forbids duplicates)")
         for key, item in value.items():
-            _check_values(key, limits, depth + 1)
-            _check_values(item, limits, depth + 1)
+            check_i_json(key, limits, depth + 1)
+            if item is not skip:
+                check_i_json(item, limits, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_values(item, limits, depth + 1)
+            check_i_json(item, limits, depth + 1)
 
 
 def parse_batch(body: bytes, limits: Limits) -> ParsedBatch:
     envelope = parse_i_json(body, limits)
+    events_value = envelope.get("events") if isinstance(envelope, dict) else None
+    check_i_json(envelope, limits, skip=events_value if isinstance(events_value, list) else None)
     if not isinstance(envelope, dict):
         raise InputError("batch must be a JSON object with 'schema', 'agent' and 'events'")
     unknown = set(envelope) - {"schema", "agent", "events"}
@@ -148,6 +172,7 @@ def parse_batch(body: bytes, limits: Limits) -> ParsedBatch:
         seq = _seq_of(event)
         max_seq = max(max_seq, seq)
         try:
+            check_i_json(event, limits, depth=2)
             check_event(event, agent["id"], limits)
         except InputError as exc:
             event_id = _event_id_of(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,57 @@ def test_hostile_strings_survive_validation() -> None:
     event = build_event(seq=1, process__command_line=hostile)
     parsed = parse_batch(body(batch([event])), LIMITS)
     assert parsed.valid[0][1]["process"]["command_line"] == hostile
+
+
+def test_i_json_violations_inside_one_event_cost_only_that_event() -> None:
+    good = json.dumps(build_event(seq=1))
+    raw = (
+        '{"schema": "sekimori.batch/1", "agent": {"id": "agent-test"}, "events": ['
+        f"{good},"
+        '{"sekimori": {"seq": 2}, "x": NaN},'
+        '{"sekimori": {"seq": 3}, "a": 1, "a": 2},'
+        '{"sekimori": {"seq": 4}, "n": 9007199254740993},'
+        '{"sekimori": {"seq": 5}, "s": "\\ud800"}'
+        "]}"
+    ).encode()
+    parsed = parse_batch(raw, LIMITS)
+    assert [i for i, _ in parsed.valid] == [0]
+    assert {r.index: r.reason for r in parsed.rejected} == {
+        1: "NaN is not JSON (I-JSON forbids NaN and Infinity)",
+        2: "duplicate object key 'a' (I-JSON forbids duplicates)",
+        3: "integer 9007199254740993 is outside the I-JSON range of ±(2**53-1)",
+        4: "string with a lone surrogate (I-JSON needs valid Unicode)",
+    }
+    assert parsed.max_seq == 5
+
+
+def test_deeply_nested_body_is_refused_not_crashing() -> None:
+    with pytest.raises(InputError, match="nested"):
+        parse_batch(b"[" * 100_000 + b"]" * 100_000, Limits(max_body_bytes=10**6))
+
+
+def test_a_rejected_event_with_a_lone_surrogate_is_dead_lettered(tmp_path: Path) -> None:
+    from collector.alerts import AlertManager
+    from collector.pipeline import IngestPipeline
+    from collector.store.sqlite import SqliteStore
+    from collector.zones import example_zones_path, load_zones
+    from detections import default_rules_dir, load_rules
+
+    store = SqliteStore(tmp_path / "s.db")
+    pipeline = IngestPipeline(
+        store,
+        load_zones(example_zones_path()),
+        load_rules([default_rules_dir()]),
+        AlertManager(store),
+    )
+    good = json.dumps(build_event(seq=1))
+    raw = (
+        '{"schema": "sekimori.batch/1", "agent": {"id": "agent-test"}, "events": ['
+        f'{good}, {{"sekimori": {{"seq": 2}}, "s": "\\ud800 関守"}}]}}'
+    ).encode()
+    answer = pipeline.ingest(raw)
+    assert (answer["accepted"], answer["acked_seq"]) == (1, 2)
+    (letter,) = store.dead_letters()
+    assert letter.reason == "string with a lone surrogate (I-JSON needs valid Unicode)"
+    assert json.loads(letter.raw)["s"] == "\ud800 関守"  # kept whole, losslessly
+    store.close()
