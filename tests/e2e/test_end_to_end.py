@@ -286,13 +286,20 @@ def test_a_process_living_under_10ms_is_captured(deployment: Deployment) -> None
     assert event["process"]["parent"]["pid"] == os.getpid()
 
 
+def _marked(marker: str) -> None:
+    """A process that lives ~50 ms with ``marker`` as its last argument. This test is about
+    delivery, not capture speed (the test above covers sub-10-ms processes), so the process
+    lives long enough to be fully enriched even when the machine is busy."""
+    subprocess.run(["/bin/sh", "-c", "sleep 0.05", marker], check=True)
+
+
 def test_agent_restart_loses_nothing_and_duplicates_nothing(deployment: Deployment) -> None:
     markers = [f"sekimori-seq-{uuid.uuid4().hex[:8]}-{i}" for i in range(20)]
     for marker in markers[:10]:
-        subprocess.run(["/bin/true", marker], check=True)
+        _marked(marker)
     stop(deployment.collector)  # collector down: the agent must spool
     for marker in markers[10:]:
-        subprocess.run(["/bin/true", marker], check=True)
+        _marked(marker)
     time.sleep(1.0)
     # restart the collector on the same data dir and port (it reuses its CA and registry)
     args = deployment.collector.args
