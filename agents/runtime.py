@@ -97,6 +97,7 @@ class Agent:
         )
         self.queue: queue.Queue[Record] = queue.Queue(QUEUE_SIZE)
         self.written = 0
+        self.data_ready = threading.Event()  # set by the writer, wakes an idle shipper
         self.build_errors = 0
 
     @property
@@ -164,6 +165,7 @@ class Agent:
                     time.sleep(1.0)
                     continue
                 self.written += len(events)
+                self.data_ready.set()
                 break
             if pumps_done.is_set() and self.queue.empty():
                 return
@@ -212,7 +214,11 @@ class Agent:
         )
         ship_stop = threading.Event()
         shipper = threading.Thread(
-            target=self.shipper.run, args=(ship_stop,), name="shipper", daemon=True
+            target=self.shipper.run,
+            args=(ship_stop,),
+            kwargs={"wake": self.data_ready},
+            name="shipper",
+            daemon=True,
         )
         control_stop = threading.Event()
         controls = (
@@ -239,6 +245,7 @@ class Agent:
             pumps_done.set()
             writer.join(timeout=10.0)
             ship_stop.set()
+            self.data_ready.set()  # end an idle pause now
             shipper.join(timeout=self.config.drain_timeout + 35.0)
             self.spool.sync()
             drained = not shipper.is_alive() and self.shipper.drain(self.config.drain_timeout)

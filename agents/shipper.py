@@ -41,6 +41,9 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 3600.0
 
 
+WAKE_LINGER = 0.05  # seconds to gather a burst after a wake-up
+
+
 @dataclass(frozen=True, kw_only=True)
 class ShipperConfig:
     url: str  # https://host:port[/prefix]
@@ -232,12 +235,28 @@ class Shipper:
             step = min(self.config.backoff_max, self.config.backoff_base * 2 ** (self.failures - 1))
         return step * self._rng.uniform(0.5, 1.0)
 
-    def run(self, stop: threading.Event, *, wait: Callable[[float], bool] | None = None) -> None:
-        """Ship until ``stop`` is set."""
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        wait: Callable[[float], bool] | None = None,
+        wake: threading.Event | None = None,
+    ) -> None:
+        """Ship until ``stop`` is set. When idle, ``wake`` (set by the spool writer on new
+        events) ends the idle pause early, so a fresh event ships within ~``WAKE_LINGER``
+        instead of up to ``idle_interval`` later; backoff pauses after failures are never cut
+        short."""
         pause = wait or stop.wait
         while not stop.is_set():
-            delay = self.next_delay(self.ship_once())
-            if delay > 0:
+            result = self.ship_once()
+            delay = self.next_delay(result)
+            if delay <= 0:
+                continue
+            if wake is not None and result.outcome == "idle":
+                if wake.wait(delay):
+                    pause(WAKE_LINGER)  # let a burst of events gather into one batch
+                wake.clear()
+            else:
                 pause(delay)
 
     def drain(self, timeout: float) -> bool:

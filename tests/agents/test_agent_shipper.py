@@ -205,3 +205,28 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("999999") == 3600.0
+
+
+def test_new_events_wake_an_idle_shipper(
+    tmp_path: Path, builder: EventBuilder, collector: FakeCollector, pki: Pki
+) -> None:
+    """With a 60 s idle interval, only the wake-up can deliver the event while we watch."""
+    spool, shipper = make(tmp_path, builder, collector.url, pki.ca_pem, n=0, idle_interval=60.0)
+    stop, wake = threading.Event(), threading.Event()
+    thread = threading.Thread(target=shipper.run, args=(stop,), kwargs={"wake": wake})
+    thread.start()
+    try:
+        spool.append([builder.heartbeat("fresh")])
+        wake.set()
+        deadline = threading.Event()
+        for _ in range(200):  # bounded poll, far below the 60 s idle interval
+            if spool.acked_seq == 1:
+                break
+            deadline.wait(0.05)
+        assert spool.acked_seq == 1
+        assert [e["message"] for e in collector.events] == ["fresh"]
+    finally:
+        stop.set()
+        wake.set()
+        thread.join(10)
+    assert not thread.is_alive()
