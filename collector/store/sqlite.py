@@ -96,6 +96,10 @@ def _ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+def _opt_ts(moment: datetime | None) -> float | None:
+    return None if moment is None else _ts(moment)
+
+
 def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
@@ -180,24 +184,15 @@ class SqliteStore:
         return WriteResult(new_ids=frozenset(new_ids), duplicates=len(rows) - len(fresh))
 
     def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.host is not None:
-            where.append("host = ?")
-            params.append(query.host)
-        if query.since is not None:
-            where.append("ts >= ?")
-            params.append(_ts(query.since))
-        if query.until is not None:
-            where.append("ts <= ?")
-            params.append(_ts(query.until))
-        for column, values in (("kind", query.kinds), ("pid", query.pids), ("id", query.ids)):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                params.extend(values)
-        sql = "SELECT doc FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, params = sqlite_query.conditions(
+            (
+                ("host = ?", query.host),
+                ("ts >= ?", _opt_ts(query.since)),
+                ("ts <= ?", _opt_ts(query.until)),
+            ),
+            {"kind": query.kinds, "pid": query.pids, "id": query.ids},
+        )
+        sql = "SELECT doc FROM events" + sqlite_query.where_sql(where)
         sql += " ORDER BY ts, agent_id, seq LIMIT ?"
         params.append(query.limit)
         return [orjson.loads(row[0]) for row in self._read(sql, params)]
@@ -205,8 +200,8 @@ class SqliteStore:
     def _scan_filters(self, query: EventQuery) -> tuple[list[str], list[Any]]:
         return sqlite_query.where_clause(
             query.host,
-            None if query.since is None else _ts(query.since),
-            None if query.until is None else _ts(query.until),
+            _opt_ts(query.since),
+            _opt_ts(query.until),
             {"_kind": query.kinds, "_pid": query.pids, "_id": query.ids},
         )
 
@@ -334,23 +329,15 @@ class SqliteStore:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[Alert]:
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if host is not None:
-            where.append("host = ?")
-            params.append(host)
-        if since is not None:
-            where.append("last_seen >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("first_seen <= ?")
-            params.append(_ts(until))
-        sql = f"SELECT {self._ALERT_COLUMNS} FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, params = sqlite_query.conditions(
+            (
+                ("status = ?", status),
+                ("host = ?", host),
+                ("last_seen >= ?", _opt_ts(since)),
+                ("first_seen <= ?", _opt_ts(until)),
+            )
+        )
+        sql = f"SELECT {self._ALERT_COLUMNS} FROM alerts" + sqlite_query.where_sql(where)
         sql += " ORDER BY last_seen DESC LIMIT ?"
         params.append(limit)
         return [self._alert(row) for row in self._read(sql, params)]
@@ -405,22 +392,11 @@ class SqliteStore:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[TriageRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if alert_id is not None:
-            where.append("alert_id = ?")
-            params.append(alert_id)
-        if since is not None:
-            where.append("at >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("at <= ?")
-            params.append(_ts(until))
+        where, params = sqlite_query.conditions(
+            (("alert_id = ?", alert_id), ("at >= ?", _opt_ts(since)), ("at <= ?", _opt_ts(until)))
+        )
         sql = "SELECT seq, alert_id, playbook_id, step_id, kind, actor, at, detail, prev_hash, hash"
-        sql += " FROM triage"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq"
+        sql += " FROM triage" + sqlite_query.where_sql(where) + " ORDER BY seq"
         return [
             TriageRecord(
                 seq=seq,

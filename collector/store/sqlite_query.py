@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
@@ -58,6 +58,28 @@ def prepare(conn: sqlite3.Connection) -> None:
     conn.execute(view_sql())
 
 
+def conditions(
+    terms: Iterable[tuple[str, Any]], members: Mapping[str, Sequence[Any]] | None = None
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters: each ``("column op ?", value)`` term whose value
+    is not None, and ``column IN (...)`` for each non-empty member list."""
+    where: list[str] = []
+    params: list[Any] = []
+    for fragment, value in terms:
+        if value is not None:
+            where.append(fragment)
+            params.append(value)
+    for column, values in (members or {}).items():
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    return where, params
+
+
+def where_sql(where: Sequence[str]) -> str:
+    return " WHERE " + " AND ".join(where) if where else ""
+
+
 def where_clause(
     host: str | None,
     since: float | None,
@@ -65,22 +87,7 @@ def where_clause(
     filters: dict[str, tuple[Any, ...]],
 ) -> tuple[list[str], list[Any]]:
     """Filters over the ``logs`` view's underscore columns."""
-    where: list[str] = []
-    params: list[Any] = []
-    if host is not None:
-        where.append("_host = ?")
-        params.append(host)
-    if since is not None:
-        where.append("_ts >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("_ts <= ?")
-        params.append(until)
-    for column, values in filters.items():
-        if values:
-            where.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-    return where, params
+    return conditions((("_host = ?", host), ("_ts >= ?", since), ("_ts <= ?", until)), filters)
 
 
 def scan(
