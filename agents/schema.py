@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, TypedDict
 
 SCHEMA_VERSION: Final = 1
@@ -240,6 +241,22 @@ def parse_iso(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")
     return moment.astimezone(UTC)
+
+
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
+_UNIT_SECONDS: Final[Mapping[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, units: str = "smhdw") -> timedelta:
+    """``30s``, ``10m``, ``2h``, ``7d``, ``2w`` -> timedelta (a positive whole number and one of
+    ``units``). The one duration syntax of agent flags, CLI options, tokens and playbooks.
+    Raises ValueError naming the problem."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None or match.group(2) not in units or int(match.group(1)) == 0:
+        raise ValueError(
+            f"bad duration {text!r}: use a whole number and one of {', '.join(units)}, e.g. '10m'"
+        )
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def canonical_json(value: object) -> str:

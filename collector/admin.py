@@ -8,25 +8,22 @@ within its ``revocation_refresh``, 1 s by default).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from agents.errors import ConfigError
+from agents.schema import parse_duration as schema_duration
 from collector.actions import ActionQueue, Command
 from collector.registry import AgentRecord, Registry
 from collector.tls import TlsFiles, ensure_tls
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def parse_duration(text: str) -> float:
     """``90s``, ``15m``, ``1h``, ``7d`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ConfigError(f"bad duration {text!r}", remedy="use e.g. 30m, 1h or 7d")
-    return float(int(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return schema_duration(text, units="smhd").total_seconds()
+    except ValueError as exc:
+        raise ConfigError(str(exc), remedy="use e.g. 30m, 1h or 7d") from None
 
 
 def registry_path(data_dir: Path) -> Path:

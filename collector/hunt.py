@@ -15,13 +15,12 @@ Correlation rules are not hunted (``RuleSet.skipped`` lists them); see docs/stor
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from agents.errors import ConfigError, StoreError
-from agents.schema import get_path, parse_iso
+from agents.schema import get_path, parse_duration, parse_iso
 from collector.alerts import AlertManager, entity_of
 from collector.hunt_plan import HuntPlan, plan_rule
 from collector.models import Alert, EventQuery
@@ -29,23 +28,25 @@ from collector.store.base import Store
 from detections import RuleSet
 
 DEFAULT_SLICE: Final = timedelta(hours=1)
-_AGE: Final = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 ONE_TICK: Final = timedelta(microseconds=1)
 
 
 def parse_age(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` -> timedelta (for ``--since``)."""
-    found = _AGE.match(text)
-    if not found:
-        raise ConfigError(f"not an age: {text!r}", remedy="use a number and s/m/h/d/w, e.g. 30d")
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(
+            f"not an age: {text!r}", remedy="use a number and s/m/h/d/w, e.g. 30d"
+        ) from None
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """An age (``30d``) before now, or an RFC 3339 timestamp."""
-    if _AGE.match(text):
-        return (now or datetime.now(UTC)) - parse_age(text)
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except ValueError:
+        pass
     try:
         return parse_iso(text)
     except ValueError:

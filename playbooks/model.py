@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
 
+from agents.schema import parse_duration as schema_duration
 from collector.models import RESOLUTIONS, Resolution
 
 StepKind = Literal["query", "check", "note", "close"]
@@ -29,17 +30,12 @@ QUERY_NAMES: Final[tuple[str, ...]] = (
 CLOSE_PREFIX: Final = "close:"
 STEP_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 PLAYBOOK_ID_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
-_DURATION_RE: Final = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
-_UNIT_SECONDS: Final[Mapping[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW: Final = timedelta(days=90)
 
 
 def parse_duration(text: str) -> timedelta:
     """``"30s"``, ``"10m"``, ``"2h"``, ``"7d"`` -> timedelta. Raises ValueError otherwise."""
-    match = _DURATION_RE.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"bad duration {text!r}: use a whole number and s, m, h or d, e.g. '10m'")
-    value = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    value = schema_duration(text, units="smhd")
     if value > MAX_WINDOW:
         raise ValueError(f"duration {text!r} is longer than the maximum of 90d")
     return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape as esc
 
 from agents.errors import ConfigError, NotFoundError
+from agents.schema import parse_duration
 from collector.store.base import Store
 from collector.store.sqlite import SqliteStore
 
@@ -46,11 +47,12 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     """``30m``/``2h``/``7d`` ago, ``now``, or an ISO-8601 timestamp (UTC if no zone)."""
     now = now or datetime.now(UTC)
     text = text.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text == "now":
         return now
-    if text[:-1].isdigit() and text[-1:] in units:
-        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
