@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents import __version__
+from agents import __version__, netns
 from agents.config import AgentConfig, MiB
 from agents.errors import ConfigError, SekimoriError
 from agents.identity import enroll, load_identity
@@ -34,8 +34,35 @@ def build_parser() -> argparse.ArgumentParser:
     add("--token-file", type=Path, help=f"bearer token file (or env {TOKEN_ENV})")
     add("--client-cert", type=Path, help="client certificate PEM (mutual TLS)")
     add("--client-key", type=Path, help="client key PEM (mutual TLS)")
-    add("--no-process", action="store_true", help="disable the netlink process source")
-    add("--no-network", action="store_true", help="disable the /proc/net socket source")
+    add(
+        "--no-process",
+        "--no-process-events",
+        dest="no_process",
+        action="store_true",
+        help="disable the netlink process source",
+    )
+    add(
+        "--no-network",
+        "--no-socket-events",
+        dest="no_network",
+        action="store_true",
+        help="disable the /proc/net socket source",
+    )
+    add(
+        "--netns",
+        metavar="NAME",
+        help="run for the network namespace /run/netns/NAME (start as root in the initial "
+        "namespace, not under `ip netns exec`; see docs/agent.md)",
+    )
+    add(
+        "--sensor-interface",
+        action="append",
+        default=[],
+        metavar="IFACE",
+        help="watch this interface with the packet sensor (repeatable; needs scapy)",
+    )
+    add("--flow-active-timeout", type=float, default=60.0, metavar="S", help="sensor flow update")
+    add("--flow-idle-timeout", type=float, default=30.0, metavar="S", help="sensor flow end")
     add("--no-realtime", action="store_true", help="run the netlink reader at normal priority")
     add("--once", action="store_true", help="snapshot sockets, heartbeat, ship, exit")
     add("--network-interval", type=float, default=0.5, metavar="S")
@@ -72,6 +99,7 @@ def build_enroll_parser() -> argparse.ArgumentParser:
     add("--ca", type=Path, required=True, metavar="PEM", help="collector CA to pin (ca.pem)")
     add("--state-dir", type=Path, required=True, metavar="DIR", help="agent state directory")
     add("--name", help="agent/host name (default: hostname)")
+    add("--netns", metavar="NAME", help="enroll from inside the network namespace NAME")
     return parser
 
 
@@ -79,6 +107,8 @@ def enroll_main(argv: Sequence[str]) -> int:
     args = build_enroll_parser().parse_args(argv)
     token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105
     try:
+        if args.netns is not None:  # single-threaded here: the whole process moves
+            netns.enter(args.netns)
         identity = enroll(
             args.url, token, state_dir=args.state_dir, ca_file=args.ca, name=args.name
         )
@@ -127,6 +157,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         fsync_interval=args.fsync_interval,
         allowed_actions=frozenset(args.allow_action),
         control_interval=args.control_interval,
+        netns=args.netns,
+        sensor_interfaces=tuple(args.sensor_interface),
+        flow_active_timeout=args.flow_active_timeout,
+        flow_idle_timeout=args.flow_idle_timeout,
     )
 
 

@@ -41,15 +41,35 @@ class AgentConfig:
     proc_root: Path = Path("/proc")
     allowed_actions: frozenset[str] = frozenset()  # local response policy (default: none)
     control_interval: float = 5.0  # command poll / renewal check period
+    netns: str | None = None  # run for this network namespace (/run/netns/NAME); see netns.py
+    sensor_interfaces: tuple[str, ...] = ()  # packet sensor on these interfaces (scapy)
+    flow_active_timeout: float = 60.0  # sensor: a flow_update for flows older than this
+    flow_idle_timeout: float = 30.0  # sensor: a flow ends after this long without packets
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"agent setting {item.name} must not be negative: {value}")
-        for name in ("network_interval", "heartbeat_interval", "ship_interval", "control_interval"):
+        positive = (
+            "network_interval",
+            "heartbeat_interval",
+            "ship_interval",
+            "control_interval",
+            "flow_active_timeout",
+            "flow_idle_timeout",
+        )
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"agent setting {name} must be positive")
+        if self.netns is not None and (
+            not self.netns or "/" in self.netns or self.netns in (".", "..")
+        ):
+            raise ConfigError(
+                f"bad network namespace name {self.netns!r}", remedy="see `ip netns list`"
+            )
+        if any(not name or "/" in name for name in self.sensor_interfaces):
+            raise ConfigError(f"bad sensor interface names {list(self.sensor_interfaces)}")
         if self.batch_max_events < 1 or self.batch_max_bytes < 1024:
             raise ConfigError("batch limits too small (>= 1 event and >= 1 KiB)")
         if self.client_key is not None and self.client_cert is None:

@@ -6,23 +6,32 @@ them to the spool in batches so one fsync covers many events, emits heartbeats),
 ``stop`` ends everything: pumps stop, the writer drains the queue, the spool is synced and
 shipping is tried for ``drain_timeout`` seconds. Signal handling is the caller's job
 (:func:`install_signal_handlers` helps).
+
+With ``config.netns`` :func:`run_agent` opens the process-connector socket (it only works in
+the initial network namespace), then moves the still single-threaded process into the
+namespace, so every thread and every later socket (shipper, control, /proc/self/net, the
+packet sensor) lives there; see :mod:`agents.netns`.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from types import FrameType
 from typing import Any
 
+from agents import netns
 from agents.config import AgentConfig, load_or_create_agent_id, prepare_state_dir
 from agents.control import Control
-from agents.errors import TransportError
+from agents.errors import ConfigError, TransportError
 from agents.events import EventBuilder
 from agents.hostinfo import detect
 from agents.identity import load_identity
@@ -30,6 +39,7 @@ from agents.procfs import ProcFS
 from agents.response import ResponseExecutor
 from agents.shipper import Shipper
 from agents.sources.base import Record, Source, SourceGap
+from agents.sources.netlink import ConnectorSocket, PreopenedConnector
 from agents.sources.proc_connector import ProcConnectorSource
 from agents.sources.sockets import SocketsSource
 from agents.spool import Spool
@@ -44,8 +54,21 @@ RESTART_DELAY = 5.0
 class Agent:
     """The assembled agent; :func:`run_agent` is the usual entry point."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        switched: netns.Switched | None = None,
+        connector: ConnectorSocket | None = None,
+    ) -> None:
+        """``switched``: the namespace :func:`run_agent` moved into; ``connector``: the
+        process-connector socket it opened before (the process source's first socket)."""
         self.config = config
+        self._connector = (
+            PreopenedConnector(connector, partial(switched.in_origin, ConnectorSocket))
+            if connector is not None and switched is not None
+            else None
+        )
         prepare_state_dir(config.state_dir)
         self.agent_id = load_or_create_agent_id(config.state_dir)
         self.procfs = ProcFS(config.proc_root)
@@ -86,7 +109,13 @@ class Agent:
         )
         own = os.getpid()
         self.proc_source = (
-            ProcConnectorSource(self.procfs, own_pid=own, realtime=config.realtime_reader)
+            ProcConnectorSource(
+                self.procfs,
+                own_pid=own,
+                realtime=config.realtime_reader,
+                socket_factory=self._connector or ConnectorSocket,
+                netns=switched.target if switched is not None else None,
+            )
             if config.process
             else None
         )
@@ -95,6 +124,7 @@ class Agent:
             if config.network
             else None
         )
+        self.sensor = sensor_source(config) if config.sensor_interfaces else None
         self.queue: queue.Queue[Record] = queue.Queue(QUEUE_SIZE)
         self.written = 0
         self.data_ready = threading.Event()  # set by the writer, wakes an idle shipper
@@ -102,16 +132,20 @@ class Agent:
 
     @property
     def sources(self) -> list[Source]:
-        return [s for s in (self.proc_source, self.net_source) if s is not None]
+        return [s for s in (self.proc_source, self.net_source, self.sensor) if s is not None]
 
     def heartbeat_message(self) -> str:
         stats = self.spool.stats
         overruns = self.proc_source.overruns if self.proc_source else 0
+        where = ""
+        if self.config.netns is not None:
+            other = self.proc_source.tracker.filtered if self.proc_source else 0
+            where = f" netns={self.config.netns} other_netns_execs={other}"
         return (
             f"heartbeat: pending={self.spool.pending} next_seq={self.spool.next_seq} "
             f"acked_seq={self.spool.acked_seq} dropped={stats.dropped} "
             f"corrupt_regions={stats.corrupt_regions} netlink_overruns={overruns} "
-            f"shipped={self.shipper.shipped}"
+            f"shipped={self.shipper.shipped}{where}"
         )
 
     # -- threads -------------------------------------------------------------------------------
@@ -258,21 +292,59 @@ class Agent:
             self.close()
 
     def close(self) -> None:
+        if self._connector is not None:
+            self._connector.close()
         self.shipper.close()
         self.spool.close()
+
+
+def sensor_source(config: AgentConfig) -> Source:
+    """The packet sensor, imported only when asked for (it loads scapy); by name, so this
+    module neither needs nor loads it otherwise."""
+    try:
+        module = importlib.import_module("agents.sources.netsensor")
+    except ImportError as exc:
+        raise ConfigError(
+            f"the network sensor is not available: {exc}",
+            remedy="install sekimori with scapy, or drop --sensor-interface",
+        ) from exc
+    make: Callable[..., Source] = module.NetSensorSource
+    return make(
+        config.sensor_interfaces,
+        active_timeout=config.flow_active_timeout,
+        idle_timeout=config.flow_idle_timeout,
+    )
 
 
 def run_agent(config: AgentConfig, stop: threading.Event) -> None:
     """Run the agent until ``stop`` is set (or, with ``config.once``, one pass).
 
     Raises a :class:`~agents.errors.SekimoriError` subclass for configuration, privilege and
-    (in ``once`` mode) delivery problems.
+    (in ``once`` mode) delivery problems. With ``config.netns`` it must be called on the main
+    thread before any other thread starts (the whole process changes namespace).
     """
-    agent = Agent(config)
-    if config.once:
-        agent.run_once()
-    else:
-        agent.run(stop)
+    switched = connector = None
+    try:
+        if config.netns is not None:
+            if config.process and not config.once:
+                connector = ConnectorSocket()  # needs the initial network namespace
+            switched = netns.enter(config.netns)
+            log.info("agent runs in network namespace %s", config.netns)
+        agent = Agent(config, switched=switched, connector=connector)
+    except BaseException:
+        if connector is not None:
+            connector.close()
+        if switched is not None:
+            switched.close()
+        raise
+    try:
+        if config.once:
+            agent.run_once()
+        else:
+            agent.run(stop)
+    finally:
+        if switched is not None:
+            switched.close()
 
 
 def install_signal_handlers(stop: threading.Event) -> dict[int, int]:

@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -137,7 +138,16 @@ class ConnectorSocket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         self.overruns = 0
-        sock.send(subscribe_message(PROC_CN_MCAST_LISTEN))
+        try:
+            sock.send(subscribe_message(PROC_CN_MCAST_LISTEN))
+        except ConnectionRefusedError as exc:  # the connector exists in the initial netns only
+            sock.close()
+            raise ConfigError(
+                "the netlink process connector refused the subscription: it works only in "
+                "the initial network namespace",
+                remedy="start the agent in the initial namespace with --netns NAME "
+                "instead of under `ip netns exec`, or pass --no-process",
+            ) from exc
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -164,3 +174,23 @@ class ConnectorSocket:
         with contextlib.suppress(OSError):
             self._sock.send(subscribe_message(PROC_CN_MCAST_IGNORE))
         self._sock.close()
+
+
+class PreopenedConnector:
+    """A ``socket_factory`` for an agent that left the initial network namespace: the first
+    call returns the socket opened before the switch; later calls (a restart after a source
+    error) open a new one through ``reopen`` (e.g. ``Switched.in_origin``)."""
+
+    def __init__(self, first: ConnectorSocket, reopen: Callable[[], ConnectorSocket]) -> None:
+        self._first: ConnectorSocket | None = first
+        self._reopen = reopen
+
+    def __call__(self) -> ConnectorSocket:
+        first, self._first = self._first, None
+        return first if first is not None else self._reopen()
+
+    def close(self) -> None:
+        """Close the pre-opened socket if no source took it."""
+        if self._first is not None:
+            self._first.close()
+            self._first = None

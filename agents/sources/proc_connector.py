@@ -10,6 +10,14 @@ The parent pid then comes from the fork cache (the FORK event names the parent).
 Per-process facts are cached at FORK (a copy of the parent) and EXEC (the new image) so EXIT
 events carry name and executable. The agent's own process is ignored (no feedback loop);
 its children are not.
+
+Namespace filter (``netns``, the agent's ``--netns``): the connector reports every process on
+the machine, so the tracker keeps each process's network namespace (read from
+``/proc/PID/ns/net`` when seeding and at every EXEC, inherited from the parent at FORK) and
+reports starts and exits only for processes in the target namespace. When a process is gone
+before its namespace is read, the best information decides: the target of a launcher it
+was before this exec (``ip netns exec NAME``, ``nsenter --net=FILE``), else the namespace it
+inherited or had at its previous exec. See docs/agent.md for the residual gap.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.errors import ConfigError, PermissionDenied
+from agents.netns import NamespaceId, launcher_namespace, launcher_target, process_namespace
 from agents.procfs import HashCache, ProcessInfo, ProcFS, Volatile
 from agents.sources.base import ProcessEnd, ProcessStart, Record, SourceGap
 from agents.sources.netlink import (
@@ -56,40 +65,91 @@ def decode_exit_status(status: int) -> tuple[int, int | None]:
 class ProcessTracker:
     """Turns decoded proc events into records. Pure apart from reading the injected /proc."""
 
-    def __init__(self, procfs: ProcFS, hashes: HashCache, *, own_pid: int) -> None:
+    def __init__(
+        self,
+        procfs: ProcFS,
+        hashes: HashCache,
+        *,
+        own_pid: int,
+        netns: NamespaceId | None = None,
+    ) -> None:
         self.procfs = procfs
         self.hashes = hashes
         self.own_pid = own_pid
+        self.netns = netns  # report only processes in this network namespace (None: all)
         self.cache: dict[int, ProcessInfo] = {}
+        self.namespaces: dict[int, NamespaceId | None] = {}  # filled only when filtering
         self.partial_events = 0
+        self.filtered = 0  # starts not reported: another network namespace
         self._prefetched: dict[int, Volatile] = {}
+        self._prefetched_ns: dict[int, NamespaceId | None] = {}
 
     def seed(self) -> int:
         """Cache every running process so parents and exits of old processes have names."""
         for pid in self.procfs.pids():
             self._remember(self.procfs.process(pid))
+            if self.netns is not None:
+                self.namespaces[pid] = self._namespace(pid)
         return len(self.cache)
+
+    def _namespace(self, pid: int) -> NamespaceId | None:
+        return process_namespace(self.procfs.root, pid)
 
     def _remember(self, info: ProcessInfo) -> None:
         if len(self.cache) >= MAX_CACHED and info.pid not in self.cache:
-            self.cache.pop(next(iter(self.cache)))  # oldest first: lost EXITs must not leak
+            oldest = next(iter(self.cache))  # oldest first: lost EXITs must not leak
+            self.cache.pop(oldest)
+            self.namespaces.pop(oldest, None)
         self.cache[info.pid] = info
 
     def prefetch(self, events: list[ProcEvent]) -> None:
-        """Snapshot /proc for every EXEC of a burst first, then do the slower work."""
+        """Snapshot /proc for every EXEC of a burst first, then do the slower work.
+        The namespace is read after exe/cmdline/cwd: the kernel drops it later at exit."""
         for event in events:
             if event.what == PROC_EVENT_EXEC and event.tgid != self.own_pid:
                 self._prefetched[event.tgid] = self.procfs.volatile(event.tgid)
+                if self.netns is not None:
+                    self._prefetched_ns[event.tgid] = self._namespace(event.tgid)
 
     def handle(self, event: ProcEvent) -> Record | None:
         if event.what == PROC_EVENT_FORK:
             self._fork(event)
             return None
         if event.what == PROC_EVENT_EXEC and event.tgid != self.own_pid:
+            if self.netns is not None and not self._exec_in_namespace(event.tgid):
+                self.filtered += 1
+                return None
             return self._exec(event)
         if event.what == PROC_EVENT_EXIT and event.pid == event.tgid != self.own_pid:
+            if self.netns is not None and self.namespaces.pop(event.tgid, None) != self.netns:
+                self.cache.pop(event.tgid, None)  # exits follow their start's attribution
+                return None
             return self._exit(event)
         return None
+
+    def _exec_in_namespace(self, pid: int) -> bool:
+        """Attribute an exec to a namespace; keep the facts of a filtered one so its children
+        still have a parent and a namespace to inherit.
+
+        ``prior`` is where the process was just before this exec: the target of a launcher
+        that was its previous image (``ip netns exec NAME``), else what it inherited. A new
+        image that is itself a launcher gets ``prior``: it calls setns right after its exec,
+        so /proc may already show the target. Anything else gets the /proc read at the exec,
+        or ``prior`` when it was gone too early."""
+        known = pid in self._prefetched_ns
+        ns = self._prefetched_ns.pop(pid) if known else self._namespace(pid)
+        previous = self.cache.get(pid)
+        prior = launcher_namespace(previous.args) if previous is not None else None
+        prior = prior or self.namespaces.get(pid)
+        volatile = self._prefetched.get(pid)
+        args = volatile[1] if volatile is not None else self.procfs.args(pid)
+        if ns is None or (prior is not None and launcher_target(args) is not None):
+            ns = prior
+        self.namespaces[pid] = ns
+        if ns == self.netns:
+            return True
+        self._remember(self.procfs.process(pid, self._prefetched.pop(pid, None)))
+        return False
 
     def _fork(self, event: ProcEvent) -> None:
         if event.pid != event.tgid:  # a new thread, not a process
@@ -102,6 +162,9 @@ class ProcessTracker:
         else:
             child = ProcessInfo(pid=event.tgid, ppid=event.parent_tgid)
         self._remember(child)
+        if self.netns is not None:
+            inherited = self.namespaces.get(event.parent_tgid)
+            self.namespaces[event.tgid] = inherited or self._namespace(event.tgid)
 
     def _exec(self, event: ProcEvent) -> ProcessStart:
         pid = event.tgid
@@ -173,9 +236,10 @@ class ProcConnectorSource:
         own_pid: int | None = None,
         socket_factory: Callable[[], ConnectorSocket] = ConnectorSocket,
         realtime: bool = False,
+        netns: NamespaceId | None = None,
     ) -> None:
         self.tracker = ProcessTracker(
-            procfs or ProcFS(), hashes or HashCache(), own_pid=own_pid or os.getpid()
+            procfs or ProcFS(), hashes or HashCache(), own_pid=own_pid or os.getpid(), netns=netns
         )
         self._socket_factory = socket_factory
         self.realtime = realtime
@@ -190,6 +254,8 @@ class ProcConnectorSource:
                 "the process connector needs root",
                 remedy="run the agent as root, or pass --no-process",
             )
+        if self._socket_factory is ConnectorSocket:  # e.g. refused inside a namespace
+            ConnectorSocket(rcvbuf=4096).close()
 
     def records(self, stop: threading.Event) -> Iterator[Record]:
         """Single-threaded on purpose: a separate reader thread measured worse, because each
