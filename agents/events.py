@@ -16,6 +16,8 @@ from agents.procfs import MAX_ARGS, MAX_COMMAND_LINE, ProcessInfo, UserResolver,
 from agents.schema import SCHEMA_VERSION, EventKind, to_iso
 from agents.sources.base import (
     Connection,
+    DnsMessage,
+    Flow,
     Listen,
     Owner,
     ProcessEnd,
@@ -25,6 +27,11 @@ from agents.sources.base import (
 )
 
 Event = dict[str, Any]
+# SourceGap reasons whose count is exact, not a number of loss episodes (network sensor).
+_GAP_UNITS = {
+    "kernel_drops": "packet(s) dropped by the kernel",
+    "flow_table_full": "flow(s) evicted",
+}
 
 
 def iso(epoch: float) -> str:
@@ -92,6 +99,10 @@ class EventBuilder:
             return self.connection(record)
         if isinstance(record, Listen):
             return self.listen(record)
+        if isinstance(record, DnsMessage):
+            return self.dns(record)
+        if isinstance(record, Flow):
+            return self.flow(record)
         return self.source_gap(record)
 
     def process_start(self, rec: ProcessStart) -> Event:
@@ -191,6 +202,71 @@ class EventBuilder:
             event["tags"] = ["initial_snapshot"]
         return _compact(event)
 
+    def dns(self, rec: DnsMessage) -> Event:
+        """A DNS query or answer seen by the network sensor (docs/sensor.md)."""
+        event = self._base(
+            "dns",
+            timestamp=rec.timestamp,
+            action="dns_answer" if rec.is_answer else "dns_query",
+            category=["network"],
+            types=["protocol"],
+            dataset="sekimori.dns",
+        )
+        dns: dict[str, Any] = {
+            "type": "answer" if rec.is_answer else "query",
+            "id": rec.id,
+            "question": {"name": rec.question_name, "type": rec.question_type},
+        }
+        if rec.is_answer:
+            dns["response_code"] = rec.response_code
+            dns["answers"] = {"data": list(rec.answers) or None}
+            dns["resolved_ip"] = list(rec.resolved_ips) or None
+        event["dns"] = dns
+        event["network"] = {"protocol": "dns", "transport": rec.transport, "type": rec.family}
+        event["source"] = {"ip": rec.source_ip, "port": rec.source_port}
+        event["destination"] = {"ip": rec.destination_ip, "port": rec.destination_port}
+        event["sekimori"]["sensor"] = {"interface": rec.interface}
+        if rec.malformed:
+            event["tags"] = ["malformed"]
+        return _compact(event)
+
+    def flow(self, rec: Flow) -> Event:
+        """A flow record of the network sensor: ``flow_end`` or ``flow_update``."""
+        event = self._base(
+            "network_flow",
+            timestamp=rec.end,
+            action="flow_end" if rec.final else "flow_update",
+            category=["network"],
+            types=["connection"],
+            dataset="sekimori.flow",
+        )
+        event["event"]["start"] = iso(rec.start)
+        event["event"]["end"] = iso(rec.end)
+        event["event"]["duration"] = max(0, round((rec.end - rec.start) * 1e9))
+        event["network"] = {
+            "transport": rec.transport,
+            "type": rec.family,
+            "bytes": rec.source_bytes + rec.destination_bytes,
+            "packets": rec.source_packets + rec.destination_packets,
+        }
+        event["source"] = {
+            "ip": rec.source_ip,
+            "port": rec.source_port,
+            "bytes": rec.source_bytes,
+            "packets": rec.source_packets,
+        }
+        event["destination"] = {
+            "ip": rec.destination_ip,
+            "port": rec.destination_port,
+            "bytes": rec.destination_bytes,
+            "packets": rec.destination_packets,
+        }
+        event["sekimori"]["flow"] = {"state": rec.state}
+        event["sekimori"]["sensor"] = {"interface": rec.interface}
+        if rec.evicted:
+            event["tags"] = ["evicted"]
+        return _compact(event)
+
     def source_gap(self, rec: SourceGap) -> Event:
         """A loss the source noticed. The spool fills ``first_seq``/``last_seq`` with this
         event's own sequence number: the loss happened just before it."""
@@ -203,8 +279,11 @@ class EventBuilder:
             dataset="sekimori.agent",
         )
         event["sekimori"]["gap"] = {"count": rec.count, "reason": f"{rec.source}:{rec.reason}"}
+        counted = _GAP_UNITS.get(rec.reason.split(":", 1)[0])
         event["message"] = (
-            f"{rec.source} lost telemetry ({rec.reason}): {rec.count} loss episode(s), "
+            f"{rec.source} lost telemetry ({rec.reason}): {rec.count} {counted}"
+            if counted
+            else f"{rec.source} lost telemetry ({rec.reason}): {rec.count} loss episode(s), "
             "each of at least one event"
         )
         return event

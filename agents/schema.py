@@ -17,6 +17,11 @@ Transport additions (additive, schema 1 unchanged; see docs/security.md): enroll
 ``X-Sekimori-Backlog`` (events pending in the agent spool) and ``X-Sekimori-Sent-At`` (the
 agent clock, RFC 3339, for skew detection). The agent identity is never taken from these: it
 is the subject of the client certificate.
+
+Network sensor additions (additive, schema 1 unchanged; see docs/sensor.md): kinds ``dns`` and
+``network_flow`` with the ECS ``dns.*``, ``source/destination/network.bytes|packets`` and
+``event.start/end/duration`` fields, plus ``sekimori.flow.state`` and
+``sekimori.sensor.interface``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ EventKind = Literal[
     "network_listen",
     "telemetry_gap",
     "heartbeat",
+    "dns",
+    "network_flow",
 ]
 EVENT_KINDS: Final[frozenset[str]] = frozenset(EventKind.__args__)  # type: ignore[attr-defined]
 
@@ -102,6 +109,24 @@ FIELD_TYPES: Final[Mapping[str, FieldType]] = {
     "source.port": "int",
     "destination.ip": "ip",
     "destination.port": "int",
+    # network sensor (agents/sources/netsensor.py): flow counters and timing (ECS)
+    "source.bytes": "int",
+    "source.packets": "int",
+    "destination.bytes": "int",
+    "destination.packets": "int",
+    "network.bytes": "int",
+    "network.packets": "int",
+    "event.start": "timestamp",
+    "event.end": "timestamp",
+    "event.duration": "int",  # nanoseconds (ECS)
+    # network sensor: DNS (ECS dns.*)
+    "dns.type": "str",  # "query" | "answer"
+    "dns.id": "int",
+    "dns.question.name": "str",  # lower-case, no trailing dot, non-text bytes escaped
+    "dns.question.type": "str",  # "A", "AAAA", "TXT", ... or "TYPE<n>"
+    "dns.response_code": "str",  # answers only: "NOERROR", "NXDOMAIN", ...
+    "dns.answers.data": "list[str]",  # answers only: rdata as text, at most 32
+    "dns.resolved_ip": "list[ip]",  # A/AAAA answers
     # sekimori.* (agent-set)
     "sekimori.schema": "int",
     "sekimori.seq": "int",
@@ -110,6 +135,8 @@ FIELD_TYPES: Final[Mapping[str, FieldType]] = {
     "sekimori.gap.last_seq": "int",
     "sekimori.gap.count": "int",
     "sekimori.gap.reason": "str",
+    "sekimori.flow.state": "str",  # syn_only rejected established closed reset udp icmp other
+    "sekimori.sensor.interface": "str",  # the interface the network sensor captured on
     # sekimori.* (collector-set during enrichment; refused from agents)
     "sekimori.zone.host": "str",
     "sekimori.zone.source": "str",
@@ -151,6 +178,17 @@ KIND_REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "network_listen": ("network.transport", "source.ip", "source.port"),
     "telemetry_gap": ("sekimori.gap.first_seq", "sekimori.gap.last_seq", "sekimori.gap.count"),
     "heartbeat": (),
+    "dns": ("dns.type", "dns.id", "network.transport", "source.ip", "destination.ip"),
+    "network_flow": (
+        "network.transport",
+        "source.ip",
+        "destination.ip",
+        "event.start",
+        "event.end",
+        "network.bytes",
+        "network.packets",
+        "sekimori.flow.state",
+    ),
 }
 
 

@@ -89,7 +89,61 @@ class SourceGap:
     count: int
 
 
-Record = ProcessStart | ProcessEnd | Connection | Listen | SourceGap
+@dataclass(frozen=True, kw_only=True)
+class DnsMessage:
+    """One DNS query or answer seen on the wire by the network sensor. ``source`` is the
+    packet's sender (the resolver for an answer). Names are lower-case without the trailing
+    dot, with non-text bytes escaped (``\\DDD``); see :mod:`agents.sources.dnsparse`."""
+
+    timestamp: float
+    interface: str
+    transport: Literal["udp", "tcp"]
+    family: Literal["ipv4", "ipv6"]
+    source_ip: str
+    source_port: int
+    destination_ip: str
+    destination_port: int
+    is_answer: bool
+    id: int
+    question_name: str | None
+    question_type: str | None
+    response_code: str | None  # answers only
+    answers: tuple[str, ...]  # rdata as text, at most MAX_ANSWERS
+    resolved_ips: tuple[str, ...]  # A/AAAA rdata
+    malformed: bool  # decoding stopped early (truncated or hostile message)
+
+
+FlowState = Literal[
+    "syn_only", "rejected", "established", "closed", "reset", "udp", "icmp", "other"
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flow:
+    """A bidirectional flow seen by the network sensor. ``source`` is the initiator (the SYN
+    sender for TCP, the first packet's sender otherwise); ``source_*`` counters are
+    initiator -> responder, ``destination_*`` the way back. Counters are cumulative since
+    ``start`` (a ``flow_update`` repeats them; the ``flow_end`` carries the totals)."""
+
+    interface: str
+    transport: str  # "tcp", "udp", "icmp" (ICMP and ICMPv6), else an IANA keyword
+    family: Literal["ipv4", "ipv6"]
+    source_ip: str
+    source_port: int | None  # None for ICMP and other port-less protocols
+    destination_ip: str
+    destination_port: int | None
+    state: FlowState
+    start: float
+    end: float
+    source_bytes: int
+    source_packets: int
+    destination_bytes: int
+    destination_packets: int
+    final: bool  # True: flow_end (FIN/RST, idle, evicted); False: flow_update (still active)
+    evicted: bool = False  # ended early because the flow table was full
+
+
+Record = ProcessStart | ProcessEnd | Connection | Listen | SourceGap | DnsMessage | Flow
 
 
 class Source(Protocol):
