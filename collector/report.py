@@ -21,6 +21,8 @@ LANE_OF_KIND: Final = {
     "process_end": "process",
     "network_connection": "network",
     "network_listen": "network",
+    "dns": "network",
+    "network_flow": "network",
     "telemetry_gap": "integrity",
     "heartbeat": "integrity",
 }
