@@ -28,8 +28,18 @@ FAMILY_PLAYBOOK = {
     "network_listener": "new-listener",
     "network_policy": "segment-policy",
     "sekimori_integrity": "agent-integrity",
+    "linux_impact": "ransomware-precursor",
 }
-EXPECTED_IDS = {*FAMILY_PLAYBOOK.values(), "default"}
+# rules of a family whose members go to different playbooks: rule id -> playbook
+RULE_PLAYBOOK = {
+    "d90e485d-bd11-48cf-833c-3951f15e6bf2": "discovery",  # vertical port scan (sensor)
+    "f83276db-0f6b-4548-8520-d233de405caa": "discovery",  # horizontal scan (sensor)
+    "cd2a10f2-9b5c-4571-9444-c8cd69a337f2": "discovery",  # failed connection (scan base rule)
+    "ce822cac-5b57-4bd2-a66f-383a110d19cc": "segment-policy",  # internet -> My Number attempt
+    "sekimori-beacon": "c2-channel",  # collector analytics (no rule file)
+    "sekimori-dns-tunnel": "c2-channel",
+}
+EXPECTED_IDS = {*FAMILY_PLAYBOOK.values(), *RULE_PLAYBOOK.values(), "default"}
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +74,9 @@ def test_shipped_playbooks_follow_the_house_conventions(
 def rule_documents() -> list[tuple[str, dict[str, Any]]]:
     docs = []
     for path in sorted(RULES.rglob("*.yml")) + sorted(RULES.rglob("*.yaml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(doc, dict) and "id" in doc:
-            docs.append((path.parent.name, doc))
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(doc, dict) and "id" in doc:  # base rules and correlations alike
+                docs.append((path.parent.name, doc))
     return docs
 
 
@@ -96,13 +106,38 @@ def test_each_starter_rule_gets_its_family_playbook(
         last_seen=T,
         event_ids=(),
     )
-    expected = FAMILY_PLAYBOOK.get(family)
+    expected = RULE_PLAYBOOK.get(str(rule["id"]), FAMILY_PLAYBOOK.get(family))
+    assert expected is not None, f"rule family {family!r} has no playbook: add one"
     chosen = select_playbook(by_id, shipped)
     if expected is not None:
         assert chosen.id == expected
         # tags alone (a new rule of the same family, id not yet listed) lead there too
         by_tags = replace(by_id, rule_id="not-listed")
         assert select_playbook(by_tags, shipped).id == expected
+
+
+@pytest.mark.parametrize("rule_id", ["sekimori-beacon", "sekimori-dns-tunnel"])
+def test_analytics_alerts_get_the_c2_playbook(shipped: tuple[Playbook, ...], rule_id: str) -> None:
+    from collector.analytics.beacon import BEACON_TAGS
+    from collector.analytics.dnstunnel import DNS_TUNNEL_TAGS
+
+    tags = BEACON_TAGS if rule_id == "sekimori-beacon" else DNS_TUNNEL_TAGS
+    alert = Alert(
+        id="a",
+        rule_id=rule_id,
+        title="t",
+        level="high",
+        tags=tags,
+        host="10.10.0.11",
+        zone="internet",
+        entity="e",
+        count=1,
+        first_seen=T,
+        last_seen=T,
+        event_ids=(),
+    )
+    assert select_playbook(alert, shipped).id == "c2-channel"
+    assert select_playbook(replace(alert, rule_id="x"), shipped).id == "c2-channel"
 
 
 def _doc_yaml_blocks() -> list[str]:
