@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.errors import ConfigError, SekimoriError
 from collector.actions import ActionQueue
 from collector.agent_api import AgentAuth
 from collector.alerts import AlertManager
+from collector.analytics.config import AnalyticsConfig
 from collector.authority import CLIENT_VALIDITY, Authority
 from collector.pipeline import IngestPipeline
 from collector.registry import Registry
@@ -28,6 +29,9 @@ from collector.tls import TlsFiles, ensure_tls, server_context
 from collector.validate import Limits
 from collector.zones import ZoneMap, example_zones_path, load_zones
 from detections import RuleSet, default_rules_dir, load_rules
+
+if TYPE_CHECKING:
+    from collector.analytics.runner import AnalyticsRunner
 
 log = logging.getLogger("sekimori.collector")
 
@@ -50,6 +54,8 @@ class CollectorConfig:
     revocation_refresh: float = 1.0  # seconds between registry re-reads (revocation latency)
     silence_threshold: timedelta = DEFAULT_THRESHOLD  # agent silence alert after this
     silence_check_interval: float = 30.0  # seconds between silence checks
+    # beacon / DNS-tunnel scoring and scan correlations over the stored window (docs/analytics.md)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
 
     @property
     def store_path(self) -> Path:
@@ -118,6 +124,12 @@ def build_collector(config: CollectorConfig) -> Collector:
     return Collector(config, store, zones, rules, pipeline, tls, auth)
 
 
+def _analytics_runner(collector: Collector) -> AnalyticsRunner:
+    from collector.analytics.runner import AnalyticsRunner  # pandas: only when enabled
+
+    return AnalyticsRunner(collector.store, collector.config.analytics, collector.rules)
+
+
 class CollectorThread:
     """Runs a collector's HTTPS server in a background thread with its own event loop."""
 
@@ -137,10 +149,15 @@ class CollectorThread:
             context = server_context(self.collector.tls)
             config = self.collector.config
             watchdog = asyncio.create_task(self._watch_silence())
+            analytics = (
+                asyncio.create_task(self._run_analytics()) if config.analytics.enabled else None
+            )
             try:
                 await serve(app, config.host, config.port, context, self._stop, self._ready)
             finally:
                 watchdog.cancel()
+                if analytics is not None:
+                    analytics.cancel()
 
         try:
             asyncio.run(main())
@@ -166,6 +183,19 @@ class CollectorThread:
                 )
             except SekimoriError:
                 log.exception("agent silence check failed; retrying at the next interval")
+
+    async def _run_analytics(self) -> None:
+        """Beacon, DNS-tunnel and scan analytics periodically (in a worker thread)."""
+        settings = self.collector.config.analytics
+        loop = asyncio.get_running_loop()
+        # built in a worker thread too: importing pandas takes a moment the loop must not wait
+        runner = await loop.run_in_executor(None, _analytics_runner, self.collector)
+        while True:
+            await asyncio.sleep(settings.interval)
+            try:
+                await loop.run_in_executor(None, runner.run)
+            except Exception:  # logged with its traceback; the job must outlive one bad run
+                log.exception("analytics run failed; retrying at the next interval")
 
     def start(self, timeout: float = 15.0) -> None:
         self._thread.start()

@@ -5,6 +5,12 @@ apply to it. A logsource sekimori never produces (Windows, macOS, a service we d
 yields a :class:`Route` with no kinds and a reason, which the loader reports as a skipped rule
 rather than dropping silently.
 
+Network-sensor events (the scapy sensor on a router, :mod:`agents.sources`) have kinds of their
+own: Sigma's ``category: dns`` routes to ``dns`` events and sekimori's ``category:
+network_flow`` to ``network_flow`` records (one per finished or long-running flow, both
+directions counted). Flows are not ``network_connection`` events: those come from an endpoint
+agent with the process attached, and rules written for them stay on them.
+
 Windows logsources (``product: windows``, and ``category: antivirus``) route to
 (channel, EventID) keys instead of kinds (:mod:`detections.windows`): Windows events carry no
 ``sekimori.kind`` and are matched on their ``Channel`` and ``EventID``.
@@ -61,6 +67,10 @@ LINUX_ROUTES: Final[tuple[LogsourceRoute, ...]] = (
     ),
     LogsourceRoute(
         category="network_listen", kinds=frozenset({"network_listen"}), products=NETWORK_PRODUCTS
+    ),
+    LogsourceRoute(category="dns", kinds=frozenset({"dns"}), products=NETWORK_PRODUCTS),
+    LogsourceRoute(
+        category="network_flow", kinds=frozenset({"network_flow"}), products=NETWORK_PRODUCTS
     ),
     LogsourceRoute(
         category="sekimori_telemetry",

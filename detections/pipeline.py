@@ -1,6 +1,7 @@
 """pySigma processing pipeline: Sigma field names -> sekimori's ECS fields (Linux and network).
 
-pySigma ships ``ecs_windows`` but nothing for Linux endpoints, so this is ours. Field names the
+pySigma ships ``ecs_windows`` but nothing for Linux endpoints, so this is ours (DNS and flow
+names included, for the network sensor's ``dns`` and ``network_flow`` events). Field names the
 mapping does not know (for instance ECS names such as ``sekimori.zone.destination`` written
 directly in a rule) pass through unchanged. Fields we have no data for (``Hashes`` entries
 other than SHA256, ``DestinationHostname``) are mapped to names no event carries, so they never
@@ -49,6 +50,24 @@ SIGMA_TO_ECS: Final[Mapping[str, str]] = {
     "SourcePort": "source.port",
     "Protocol": "network.transport",
     "Initiated": "network.direction",
+    # dns (Sigma taxonomy; Sysmon DNS-query and Zeek dns.log names too) -> the sensor's fields
+    "query": "dns.question.name",
+    "QueryName": "dns.question.name",
+    "answer": "dns.answers.data",
+    "answers": "dns.answers.data",
+    "QueryResults": "dns.answers.data",
+    "record_type": "dns.question.type",
+    "qtype_name": "dns.question.type",
+    "QueryType": "dns.question.type",
+    "response_code": "dns.response_code",
+    "rcode_name": "dns.response_code",
+    # Not produced (the sensor does not split names): a name no event carries.
+    "parent_domain": "dns.question.registered_domain",
+    # network_flow (Sigma firewall/zeek conn names) -> ECS
+    "src_ip": "source.ip",
+    "dst_ip": "destination.ip",
+    "src_port": "source.port",
+    "dst_port": "destination.port",
     # Not produced by the agent (no DNS resolution of peers): a name no event carries.
     "DestinationHostname": "destination.domain",
     "SourceHostname": "source.domain",

@@ -2,7 +2,10 @@
 
 A samples file is ``{"match": [...], "nomatch": [...], "also_matches": [rule ids]}``: every
 ``match`` event must fire the rule (and no other rule unless listed), no ``nomatch`` event may
-fire it. Used by ``sekimori rules test`` and the corpus test.
+fire it. A rule that only feeds correlations (silent) must still fire on its ``match`` events.
+A correlation rule's samples file (next to the file that holds it) is read as two sequences:
+the ``match`` events, fed in order to the correlation engine, must fire the correlation; the
+``nomatch`` events, fed in order, must not. Used by ``sekimori rules test`` and the corpus test.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from detections.correlation import CorrelationEngine
+from detections.correlation_spec import CorrelationSpec
 from detections.model import CompiledRule
 from detections.ruleset import RuleSet
 
@@ -54,16 +59,19 @@ def check_rule_samples(ruleset: RuleSet, rule: CompiledRule) -> SampleReport:
         problems.append("needs at least one 'match' sample")
     if data and not data.get("nomatch"):
         problems.append("needs at least one 'nomatch' sample")
+    silent = rule.rule_id in ruleset.silent
     for index, event in enumerate(data.get("match", [])):
         checked += 1
         fired = {m.rule_id for m in ruleset.match(event)}
+        if silent and rule in ruleset.fired(event):
+            fired.add(rule.rule_id)
         if rule.rule_id not in fired:
             problems.append(f"match[{index}] did not fire")
         for other in sorted(fired - allowed):
             problems.append(f"match[{index}] also fired {ruleset.get(other).title!r}")
     for index, event in enumerate(data.get("nomatch", [])):
         checked += 1
-        if rule.rule_id in {m.rule_id for m in ruleset.match(event)}:
+        if rule in ruleset.fired(event):
             problems.append(f"nomatch[{index}] fired")
     return SampleReport(
         rule_id=rule.rule_id,
@@ -74,5 +82,39 @@ def check_rule_samples(ruleset: RuleSet, rule: CompiledRule) -> SampleReport:
     )
 
 
+def check_correlation_samples(ruleset: RuleSet, spec: CorrelationSpec) -> SampleReport:
+    path = spec.source.with_name(spec.source.stem + ".samples.json")
+    problems: list[str] = []
+    checked = 0
+    try:
+        data = _load(path)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path.name}: {exc}")
+        data = {}
+    for key, should_fire in (("match", True), ("nomatch", False)):
+        events = data.get(key, [])
+        if data and not events:
+            problems.append(f"needs at least one {key!r} sample")
+        if not events:
+            continue
+        checked += len(events)
+        engine = CorrelationEngine(ruleset)
+        hits = {m.corr_id for event in events for m in engine.process(event)}
+        hits |= {m.corr_id for m in engine.flush()}
+        if should_fire and spec.corr_id not in hits:
+            problems.append("the 'match' events, fed in order, did not fire it")
+        if not should_fire and spec.corr_id in hits:
+            problems.append("the 'nomatch' events, fed in order, fired it")
+    return SampleReport(
+        rule_id=spec.corr_id,
+        title=spec.title,
+        source=spec.source,
+        checked=checked,
+        problems=tuple(problems),
+    )
+
+
 def check_samples(ruleset: RuleSet) -> list[SampleReport]:
-    return [check_rule_samples(ruleset, rule) for rule in ruleset]
+    reports = [check_rule_samples(ruleset, rule) for rule in ruleset]
+    reports += [check_correlation_samples(ruleset, spec) for spec in ruleset.correlations]
+    return reports

@@ -79,8 +79,11 @@ def _backend() -> Any:
 
 
 def _query(rule: CompiledRule) -> str:
-    collection = SigmaCollection.from_yaml(rule.source.read_text(encoding="utf-8"))
-    (query,) = _backend().convert(collection)
+    text = rule.source.read_text(encoding="utf-8")
+    collection = SigmaCollection.from_yaml(text, resolve_references=False)
+    # a file may also hold the correlations the rule feeds: convert the rule alone
+    (sigma_rule,) = [r for r in collection.rules if str(r.id) == rule.rule_id]
+    (query,) = _backend().convert(SigmaCollection([sigma_rule]))
     assert isinstance(query, str)
     return query
 
