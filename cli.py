@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("collector.cli.agents", "agents"),
     "token": ("collector.cli.agents", "token"),
     "action": ("collector.cli.agents", "action"),
+    "lab": ("collector.cli.lab", "lab"),
 }
 
 err_console = Console(stderr=True)

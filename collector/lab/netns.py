@@ -2,8 +2,9 @@
 
 Every ``ip`` call names its namespace (``ip -n skm-…``) or creates one; nothing is ever added
 to, or changed in, the namespace the command runs from. Teardown deletes the ``skm-*``
-namespaces (which destroys their links) after stopping the processes inside them, so a crashed
-run is cleaned up by the next ``up`` or ``down``.
+namespaces of the topology (the router and one per host, plus any extra names a state file
+recorded) after stopping the processes inside them, so a crashed run is cleaned up by the next
+``up`` or ``down``. Other ``skm-*`` namespaces (other tools' tests) are never touched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from agents.errors import ConfigError, PermissionDenied
@@ -48,11 +49,18 @@ def in_ns(namespace: str, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
-def lab_namespaces() -> list[str]:
+def topology_namespaces(topology: Topology) -> list[str]:
+    """The namespaces a lab of ``topology`` consists of: the router and one per host."""
+    return [ROUTER, *(ns_name(host.name) for host in topology.hosts)]
+
+
+def lab_namespaces(wanted: Iterable[str] | None = None) -> list[str]:
+    """Existing ``skm-*`` namespaces (only those in ``wanted`` when given)."""
+    allowed = None if wanted is None else set(wanted)
     names = []
     for line in ip("netns", "list").splitlines():
         name = line.split()[0] if line.strip() else ""
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and (allowed is None or name in allowed):
             names.append(name)
     return sorted(names)
 
@@ -66,7 +74,7 @@ def build(topology: Topology) -> list[str]:
     """Create the router, one bridge per segment and one namespace per host. Returns the
     namespaces created. Removes a previous (or crashed) lab first."""
     _require_root()
-    teardown()
+    teardown(topology)
     created: list[str] = []
     try:
         ip("netns", "add", ROUTER)
@@ -106,7 +114,7 @@ def build(topology: Topology) -> list[str]:
             ip("-n", namespace, "link", "set", "eth0", "up")
             ip("-n", namespace, "route", "add", "default", "via", segment.gateway)
     except LabError:
-        teardown()
+        teardown(topology)
         raise
     return created
 
@@ -121,10 +129,14 @@ def pids_in(namespace: str) -> list[int]:
     return [int(p) for p in ip("netns", "pids", namespace).split()]
 
 
-def teardown(grace: float = 5.0) -> list[str]:
-    """Stop every process inside the lab namespaces (SIGTERM, then SIGKILL), delete them."""
+def teardown(topology: Topology, extra: Iterable[str] = (), grace: float = 5.0) -> list[str]:
+    """Stop every process inside the lab's namespaces (SIGTERM, then SIGKILL), delete them.
+
+    Only the topology's namespaces and ``extra`` (names a state file recorded) are removed."""
     _require_root()
-    namespaces = lab_namespaces()
+    wanted = set(topology_namespaces(topology))
+    wanted.update(name for name in extra if name.startswith(PREFIX))
+    namespaces = lab_namespaces(wanted)
     victims = {pid for ns in namespaces for pid in pids_in(ns)}
     for pid in victims:
         _signal(pid, signal.SIGTERM)

@@ -8,11 +8,19 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from agents.errors import ConfigError
-from collector.lab.netns import build, in_ns, lab_namespaces, ns_name, teardown
+from collector.lab.netns import (
+    build,
+    in_ns,
+    lab_namespaces,
+    ns_name,
+    teardown,
+    topology_namespaces,
+)
 from collector.lab.topology import Topology, default_topology, parse_topology
 from collector.zones import parse_zones
 
@@ -36,8 +44,8 @@ def lab() -> Iterator[Topology]:
     try:
         yield topology
     finally:
-        teardown()
-        assert lab_namespaces() == []
+        teardown(topology)
+        assert lab_namespaces(topology_namespaces(topology)) == []
         assert host_links() == before, "the lab changed the machine's own network"
 
 
@@ -51,7 +59,8 @@ def ping(src: str, address: str) -> bool:
 
 
 def test_segments_route_through_the_lab_router(lab: Topology) -> None:
-    assert set(lab_namespaces()) == {"skm-router", *(ns_name(h.name) for h in lab.hosts)}
+    mine = {"skm-router", *(ns_name(h.name) for h in lab.hosts)}
+    assert set(lab_namespaces(mine)) == mine
     assert ping("pc1", lab.host("pc2").address)  # same segment
     assert ping("pc1", lab.host("lgsrv").address)  # across the router
     assert ping("pc1", lab.host("web").address)  # "the internet", inside the lab
@@ -59,14 +68,25 @@ def test_segments_route_through_the_lab_router(lab: Topology) -> None:
 
 
 def test_build_cleans_up_a_crashed_lab_first() -> None:
+    """A crashed lab's namespace (with a process still inside) is removed by the next build;
+    someone else's skm-* namespace is left alone."""
     assert os.geteuid() == 0
-    subprocess.run(["ip", "netns", "add", "skm-leftover"], check=True)
+    topology = default_topology()
+    foreign = "skm-labtest-foreign"
+    subprocess.run(["ip", "netns", "add", "skm-pc1"], check=True)
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    sleeper = subprocess.Popen(in_ns("skm-pc1", ["sleep", "300"]))
     try:
-        build(default_topology())
-        assert "skm-leftover" not in lab_namespaces()
+        build(topology)
+        assert sleeper.wait(10) != 0  # stopped by the teardown that build runs first
+        assert foreign in lab_namespaces()
+        assert ns_name("pc1") in lab_namespaces()  # the new one
     finally:
-        teardown()
-    assert lab_namespaces() == []
+        if sleeper.poll() is None:
+            sleeper.kill()
+        teardown(topology)
+        subprocess.run(["ip", "netns", "del", foreign], check=True)
+    assert lab_namespaces(topology_namespaces(topology)) == []
 
 
 def test_in_ns_refuses_foreign_namespaces() -> None:
@@ -122,3 +142,30 @@ def test_zones_document_is_a_valid_zones_file() -> None:
 def test_bad_topologies_are_refused(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_topology(raw)
+
+
+def test_down_after_a_crash_stops_recorded_processes_and_only_lab_namespaces(
+    tmp_path: Path,
+) -> None:
+    """A lab whose `up` died half-way: the state file records a process; `down` stops it
+    (by pid, command checked), removes the namespaces, leaves a foreign process alone."""
+    from collector.lab import launch, session
+    from collector.lab.state import LabState, load_state
+
+    assert os.geteuid() == 0
+    topology = default_topology()
+    state = LabState(data_dir=tmp_path / "lab")
+    state.namespaces = build(topology)
+    state.save()
+    recorded = launch.start(state, "service:pc1", "skm-pc1", ["sleep", "300"])
+    bystander = subprocess.Popen(["sleep", "300"])  # same command, not recorded, host netns
+    try:
+        removed = session.down(tmp_path / "lab")
+        assert set(removed) == set(topology_namespaces(topology))
+        assert not launch.is_running(recorded)
+        assert bystander.poll() is None, "down killed a process it did not start"
+        assert load_state(tmp_path / "lab") is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        teardown(topology)
