@@ -84,7 +84,7 @@ def _keyword(test: tuple[Any, ...]) -> EventPredicate:
     tests of that event; other tests walk every scalar."""
     subs = _substrings(test)
     if subs is not None:
-        return lambda event: any(sub in _joined(event) for sub in subs)
+        return lambda event: any(sub in joined_text(event) for sub in subs)
     compiled = compile_test(test)
     return lambda event: any(compiled(leaf) for leaf in leaves(event))
 
@@ -106,7 +106,9 @@ def _substrings(test: tuple[Any, ...]) -> tuple[str, ...] | None:
 _JOINED: list[Any] = [None, ""]  # (event, its joined text): the last event searched
 
 
-def _joined(event: Mapping[str, Any]) -> str:
+def joined_text(event: Mapping[str, Any]) -> str:
+    """Every scalar of ``event`` as text, NUL-joined and lower-cased: what keyword tests
+    search (built once per event: the last event's text is kept)."""
     if _JOINED[0] is not event:  # a strong reference: the identity check cannot be fooled
         parts = [leaf if type(leaf) is str else as_text(leaf) or "" for leaf in leaves(event)]
         _JOINED[0], _JOINED[1] = event, "\x00".join(parts).lower()

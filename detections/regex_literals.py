@@ -40,6 +40,26 @@ def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...]:
     return (best,) if best else ()
 
 
+def required_symbols(pattern: str, flags: int = 0) -> str:
+    """A run of ASCII non-letters every match contains ("" when unknown): checking ``run in
+    text`` before the regex is exact whatever the case flags (Python's ``re`` folds no ASCII
+    digit or punctuation to another character)."""
+    try:
+        parsed = _sre_parse.parse(pattern, flags)
+    except re.error:
+        return ""
+    best = ""
+    run: list[str] = []
+    for op, arg in [*list(parsed), (None, None)]:
+        if op is _LITERAL and arg < 0x80 and not chr(arg).isalpha():
+            run.append(chr(arg))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    return best
+
+
 def _longest_run(items: list[tuple[Any, Any]]) -> str:
     best = ""
     run: list[str] = []

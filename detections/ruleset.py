@@ -2,9 +2,13 @@
 
 Routing first: our own events route on ``sekimori.kind``; Windows events (flat Sysmon/Security
 dicts, see :mod:`detections.windows`) route on (channel, EventID), so an event is only tested
-against rules whose logsource can produce it. Within a large Windows bucket, the literal-anchor
-prefilter (:mod:`detections.anchors`) picks the few candidate rules. Rules are kept in load
-order, so matches come out deterministically.
+against rules whose logsource can produce it. Within a Windows bucket, the anchor prefilter
+(:mod:`detections.anchors`, :mod:`detections.prefilter`; hyperscan over the event's JSON line
+when the caller passes it, :mod:`detections.rawscan`) picks the few candidate rules, and each
+candidate runs its generated predicate (:mod:`detections.codegen`, made on first use).
+:meth:`RuleSet.fired_reference` is the slow reference path (every routed rule's closure
+predicate) the tests compare against. Rules are kept in load order, so matches come out
+deterministically.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from agents.errors import NotFoundError, RuleError
-from detections.anchors import AnchorIndex, rule_anchors
+from detections.anchors import rule_anchors
+from detections.codegen import generate
 from detections.correlation_spec import CorrelationSpec
-from detections.model import CompiledRule, Match, SkippedRule
+from detections.model import CompiledRule, EventPredicate, Match, SkippedRule
+from detections.prefilter import AnchorIndex
 from detections.windows import ANY_CHANNEL, event_key, with_aliases
 
-# Buckets with fewer rules are evaluated without the prefilter (building a haystack costs more).
+# Buckets with fewer rules are evaluated without the prefilter, unless a rule searches keywords
+# (every value of the event: the prefilter's screen is much cheaper than the search).
 PREFILTER_MIN_RULES: Final = 12
 
-_Bucket = tuple[tuple[CompiledRule, ...], AnchorIndex | None]
+# (rules in load order, their anchor index or None, their generated predicates)
+_Bucket = tuple[tuple[CompiledRule, ...], AnchorIndex | None, list[EventPredicate]]
 
 
 class RuleSet:
@@ -38,6 +46,7 @@ class RuleSet:
         "_by_id",
         "_by_kind",
         "_by_wkey",
+        "_generated",
         "_silent",
         "correlations",
         "errors",
@@ -69,6 +78,7 @@ class RuleSet:
         }
         self._by_wkey = by_wkey
         self._buckets: dict[tuple[str, int], _Bucket] = {}
+        self._generated: dict[int, EventPredicate] = {}
         self._by_id: dict[str, CompiledRule] = {rule.rule_id: rule for rule in self.rules}
         self._silent: frozenset[str] = frozenset(
             ref for corr in self.correlations if not corr.generate for ref in corr.rules
@@ -80,8 +90,12 @@ class RuleSet:
         silent = self._silent
         return [rule.to_match(event) for rule in self.fired(event) if rule.rule_id not in silent]
 
-    def fired(self, event: Mapping[str, Any]) -> list[CompiledRule]:
-        """Every rule whose detection matches ``event`` (silent ones included), in load order."""
+    def fired(self, event: Mapping[str, Any], raw: bytes | None = None) -> list[CompiledRule]:
+        """Every rule whose detection matches ``event`` (silent ones included), in load order.
+
+        ``raw``: optionally the JSON text ``event`` was parsed from (one JSON line, the event
+        being ``flatten_record(orjson.loads(raw))``); it lets the prefilter screen keywords on
+        the bytes. Same answer with or without it, and the same as :meth:`fired_reference`."""
         kind = _kind_of(event)
         if kind is not None:
             return [rule for rule in self._by_kind.get(kind, ()) if rule.predicate(event)]
@@ -91,13 +105,27 @@ class RuleSet:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = self._bucket(key)
-        rules, index = bucket
+        rules, index, predicates = bucket
         if not rules:
             return []
         view = with_aliases(event, key) if isinstance(event, dict) else dict(event)
         if index is None:
-            return [rule for rule in rules if rule.predicate(view)]
-        return [rules[i] for i in index.candidates(view) if rules[i].predicate(view)]
+            return [
+                rule for rule, predicate in zip(rules, predicates, strict=True) if predicate(view)
+            ]
+        return [rules[i] for i in index.candidates(view, raw) if predicates[i](view)]
+
+    def fired_reference(self, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """What :meth:`fired` answers, the slow way: every routed rule's reference predicate
+        (closures from :mod:`detections.compiler`), no prefilter, no generated code."""
+        kind = _kind_of(event)
+        if kind is not None:
+            return [rule for rule in self._by_kind.get(kind, ()) if rule.predicate(event)]
+        key = event_key(event)
+        if key is None:
+            return []
+        view = with_aliases(event, key) if isinstance(event, dict) else dict(event)
+        return [rule for rule in self._bucket(key)[0] if rule.predicate(view)]
 
     def candidates(self, event: Mapping[str, Any]) -> tuple[CompiledRule, ...]:
         """The rules routed to this event (before the anchor prefilter)."""
@@ -112,14 +140,18 @@ class RuleSet:
         indices: set[int] = set()
         for wkey in ((channel, eid), (channel, None), (ANY_CHANNEL, None)):
             indices.update(self._by_wkey.get(wkey, ()))
-        rules = tuple(
-            rule
-            for rule in (self.rules[i] for i in sorted(indices))
-            if _may_have_event_id(rule.condition, eid)
-        )
-        if len(rules) < PREFILTER_MIN_RULES:
-            return rules, None
-        return rules, AnchorIndex([rule_anchors(rule.condition) for rule in rules])
+        chosen = [i for i in sorted(indices) if _may_have_event_id(self.rules[i].condition, eid)]
+        rules = tuple(self.rules[i] for i in chosen)
+        predicates: list[EventPredicate] = []
+        for position, index in enumerate(chosen):
+            ready = self._generated.get(index)
+            predicates.append(ready or _Pending(self._generated, self.rules[index], index,
+                                                predicates, position))  # fmt: skip
+        anchors = [rule_anchors(rule.condition) for rule in rules]
+        keywords = any(field is None for found in anchors for _, field, _ in found or ())
+        if len(rules) < PREFILTER_MIN_RULES and not keywords:
+            return rules, None, predicates
+        return rules, AnchorIndex(anchors), predicates
 
     @property
     def silent(self) -> frozenset[str]:
@@ -151,9 +183,37 @@ class RuleSet:
         )
 
 
+class _Pending:
+    """A rule's generated predicate, made on first call (most rules of a big bucket are never
+    candidates), then put in the bucket's slot so later calls go straight to it."""
+
+    __slots__ = ("_generated", "_index", "_position", "_predicates", "_rule")
+
+    def __init__(
+        self,
+        generated: dict[int, EventPredicate],
+        rule: CompiledRule,
+        index: int,
+        predicates: list[EventPredicate],
+        position: int,
+    ) -> None:
+        self._generated, self._rule, self._index = generated, rule, index
+        self._predicates, self._position = predicates, position
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        predicate = self._generated.get(self._index)
+        if predicate is None:
+            predicate = self._generated[self._index] = generate(self._rule.condition)
+        self._predicates[self._position] = predicate
+        return predicate(event)
+
+
 def _kind_of(event: Mapping[str, Any]) -> str | None:
     sekimori = event.get("sekimori")
-    kind = sekimori.get("kind") if isinstance(sekimori, Mapping) else event.get("sekimori.kind")
+    if sekimori is None:  # Windows events: skip the (slow) ABC isinstance check
+        kind = event.get("sekimori.kind")
+    else:
+        kind = sekimori.get("kind") if isinstance(sekimori, Mapping) else event.get("sekimori.kind")
     return kind if isinstance(kind, str) else None
 
 

@@ -182,7 +182,7 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
     An already-flat dict is returned itself (``Provider_Name`` added in place when needed)."""
     root = record.get("Event")
-    if not isinstance(root, Mapping):
+    if root is None or not isinstance(root, Mapping):  # None first: no ABC check
         same = record if isinstance(record, dict) else dict(record)
         if "SourceName" in same and "Provider_Name" not in same:
             same["Provider_Name"] = same["SourceName"]
