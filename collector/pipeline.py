@@ -2,8 +2,9 @@
 
 One call handles one batch body and returns the ``IngestResponse`` the agent gets. Only
 events stored for the first time are evaluated, so a resend never raises an alert twice.
-Rejected events go to the dead-letter table whole, with their reason. Calls are serialised
-(one lock): SQLite has one writer anyway, and alert dedupe needs a consistent view.
+Rejected events go to the dead-letter table whole, with their reason. Concurrent calls
+overlap (validation, enrichment and the store write need no pipeline lock); detection and
+alert bookkeeping are serialised (one lock), because alert dedupe needs a consistent view.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from agents.errors import AuthError
 from agents.schema import IngestResponse, RejectedEvent, canonical_json, set_path, to_iso
 from collector.alerts import AlertManager
-from collector.models import Alert, DeadLetter
-from collector.store.base import Store
+from collector.ingest_workers import IngestWorkers
+from collector.models import Alert, DeadLetter, WriteResult
+from collector.store.base import EncodedEvent, EncodedWriter, Store
 from collector.validate import Limits, ParsedBatch, parse_batch
 from collector.zones import ZoneMap
 from detections import RuleSet
@@ -42,7 +46,15 @@ class IngestPipeline:
         rules: RuleSet,
         alerts: AlertManager,
         limits: Limits | None = None,
+        *,
+        workers: int = 0,
+        worker_timeout: float = 120.0,
     ) -> None:
+        """``workers``: ingest worker processes for parsing, validation, enrichment and
+        matching (see ``collector.ingest_workers``); 0 does all of it in the calling thread.
+        Workers are forked now, so build the pipeline before starting threads. A batch no
+        worker answers within ``worker_timeout`` seconds fails with ``WorkerError`` (a
+        ``StoreError``: nothing written, the agent resends)."""
         self.store = store
         self.zones = zones
         self.rules = rules
@@ -50,28 +62,38 @@ class IngestPipeline:
         self.limits = limits or Limits()
         self.stats = IngestStats()
         self._lock = threading.Lock()
+        self._workers = (
+            IngestWorkers(workers, zones, rules, self.limits, timeout=worker_timeout)
+            if workers
+            else None
+        )
+
+    def close(self) -> None:
+        """Stop the ingest workers, if any (the store is the caller's to close)."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def ingest(self, body: bytes, *, authenticated_agent: str | None = None) -> IngestResponse:
         """Process one batch body. Raises ``InputError`` when the body is refused whole and
         ``AuthError`` when it claims another agent than ``authenticated_agent`` (the identity
-        of the client certificate; every event must carry that ``agent.id`` too)."""
+        of the client certificate; every event must carry that ``agent.id`` too).
+
+        Thread-safe, and concurrent calls overlap: parsing, validation and zone enrichment
+        run outside any lock, and so does the store write (every store is thread-safe and
+        a resend is a no-op in every store, so two writers cannot both see an event as new);
+        only detection and alert bookkeeping are serialised."""
+        if self._workers is not None:
+            return self._ingest_prepared(body, authenticated_agent, self._workers)
         batch = parse_batch(body, self.limits)
         if authenticated_agent is not None and batch.agent_id != authenticated_agent:
             raise AuthError(
                 f"batch claims agent {batch.agent_id!r} but the connection is "
                 f"{authenticated_agent!r}"
             )
-        with self._lock:
-            return self._ingest(batch)
-
-    def _ingest(self, batch: ParsedBatch) -> IngestResponse:
         now = datetime.now(UTC)
         ingested = to_iso(now)
-        events: list[dict[str, Any]] = []
-        for _, event in batch.valid:
-            self.zones.enrich(event)
-            set_path(event, "event.ingested", ingested)
-            events.append(event)
+        events = self._enrich(batch, ingested)
         if batch.rejected:
             self.store.write_dead_letters(
                 [
@@ -86,18 +108,98 @@ class IngestPipeline:
                 ]
             )
         result = self.store.write_events(events) if events else None
+        with self._lock:
+            return self._conclude(batch, events, result, ingested)
+
+    def _ingest_prepared(
+        self, body: bytes, authenticated_agent: str | None, workers: IngestWorkers
+    ) -> IngestResponse:
+        """``ingest`` with the CPU work done by a worker process: the same checks, writes,
+        alerts and answer (tests/collector/test_ingest_workers.py compares the two)."""
+        now = datetime.now(UTC)
+        ingested = to_iso(now)
+        prepared = workers.prepare(body, ingested)
+        if authenticated_agent is not None and prepared.agent_id != authenticated_agent:
+            raise AuthError(
+                f"batch claims agent {prepared.agent_id!r} but the connection is "
+                f"{authenticated_agent!r}"
+            )
+        if prepared.rejected:
+            self.store.write_dead_letters(
+                [
+                    DeadLetter(
+                        agent_id=prepared.agent_id,
+                        event_id=event_id,
+                        reason=reason,
+                        raw=raw,
+                        received_at=now,
+                    )
+                    for _, event_id, reason, raw in prepared.rejected
+                ]
+            )
+        result = self._write_encoded(prepared.events) if prepared.events else None
         raised: list[Alert] = []
-        if result is not None:
-            for event in events:
-                if event["event"]["id"] in result.new_ids:
-                    raised.extend(self._detect(event))
+        with self._lock:
+            if result is not None and result.new_ids:
+                for position, matches in prepared.hits:
+                    encoded = prepared.events[position]
+                    if encoded.id in result.new_ids:
+                        event = orjson.loads(encoded.doc)
+                        raised.extend(self.alerts.record(match, event) for match in matches)
+            rejected: list[RejectedEvent] = [
+                {"index": index, "event_id": event_id, "reason": reason}
+                for index, event_id, reason, _ in prepared.rejected
+            ]
+            self._count(prepared.agent_id, result, len(rejected), len(raised), ingested)
+        return {
+            "accepted": result.inserted if result else 0,
+            "duplicates": result.duplicates if result else 0,
+            "rejected": rejected,
+            "acked_seq": prepared.max_seq,
+        }
+
+    def _write_encoded(self, events: list[EncodedEvent]) -> WriteResult:
+        # the class, not the instance: a wrapper that forwards attributes (a test's slow
+        # store) keeps getting write_events, as it expects
+        if getattr(type(self.store), "write_encoded_events", None) is not None:
+            return cast(EncodedWriter, self.store).write_encoded_events(events)
+        return self.store.write_events([orjson.loads(event.doc) for event in events])
+
+    def _count(
+        self, agent_id: str, result: WriteResult | None, rejected: int, raised: int, at: str
+    ) -> None:
         stats = self.stats
         stats.batches += 1
         stats.accepted += result.inserted if result else 0
         stats.duplicates += result.duplicates if result else 0
-        stats.rejected += len(batch.rejected)
-        stats.alerts_raised += len(raised)
-        stats.by_agent_last_seen[batch.agent_id] = ingested
+        stats.rejected += rejected
+        stats.alerts_raised += raised
+        stats.by_agent_last_seen[agent_id] = at
+
+    def _enrich(self, batch: ParsedBatch, ingested: str) -> list[dict[str, Any]]:
+        enrich = self.zones.enrich
+        events: list[dict[str, Any]] = []
+        for _, event in batch.valid:
+            enrich(event)
+            set_path(event, "event.ingested", ingested)
+            events.append(event)
+        return events
+
+    def _conclude(
+        self,
+        batch: ParsedBatch,
+        events: list[dict[str, Any]],
+        result: WriteResult | None,
+        ingested: str,
+    ) -> IngestResponse:
+        """Detection on the events stored for the first time, alerts and counters."""
+        raised: list[Alert] = []
+        if result is not None and result.new_ids:
+            new_ids = result.new_ids
+            for event in events:
+                if event["event"]["id"] in new_ids:
+                    raised.extend(self._detect(event))
+        self._count(batch.agent_id, result, len(batch.rejected), len(raised), ingested)
         rejected: list[RejectedEvent] = [
             {"index": r.index, "event_id": r.event_id, "reason": r.reason} for r in batch.rejected
         ]

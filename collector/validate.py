@@ -27,6 +27,7 @@ from agents.schema import (
     flatten,
     parse_iso,
 )
+from collector.validate_fast import try_fast_batch
 
 I_JSON_MAX_INT: Final = 2**53 - 1  # RFC 7493: integers must be exactly representable
 
@@ -73,6 +74,9 @@ class _Pairs(dict[str, Any]):
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    plain = dict(pairs)
+    if len(plain) == len(pairs):  # no key twice: a plain dict (no Python loop)
+        return plain
     result = _Pairs()
     seen: list[str] = []
     for key, value in pairs:
@@ -139,6 +143,25 @@ def check_i_json(value: Any, limits: Limits, depth: int = 0, *, skip: Any = None
 
 
 def parse_batch(body: bytes, limits: Limits) -> ParsedBatch:
+    """Parse and check one batch body: ``InputError`` refuses the body whole; each invalid
+    event becomes a ``Rejection`` with its reason, the valid ones are kept.
+
+    A batch whose events are all valid usually takes the one-pass fast path
+    (``validate_fast``), which steps aside to the reference path below on any doubt."""
+    if len(body) > limits.max_body_bytes:
+        raise TooLargeError(
+            f"body of {len(body)} bytes exceeds the limit of {limits.max_body_bytes} bytes",
+            remedy="send smaller batches",
+        )
+    fast = try_fast_batch(body, limits)
+    if fast is not None:
+        agent_id, name, valid, max_seq = fast
+        return ParsedBatch(agent_id, name, valid, [], max_seq)
+    return parse_batch_reference(body, limits)
+
+
+def parse_batch_reference(body: bytes, limits: Limits) -> ParsedBatch:
+    """The reference path: every check spelled out, every refusal worded."""
     envelope = parse_i_json(body, limits)
     events_value = envelope.get("events") if isinstance(envelope, dict) else None
     check_i_json(envelope, limits, skip=events_value if isinstance(events_value, list) else None)
@@ -209,7 +232,7 @@ def _check_field(path: str, value: Any, limits: Limits) -> None:
         if kind == "timestamp":
             try:
                 parse_iso(value)
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:  # year 1 with a +01:00 offset overflows
                 raise InputError(f"field {path!r}: {exc}") from exc
         elif kind == "ip":
             _check_ip(path, value)

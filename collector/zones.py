@@ -11,8 +11,9 @@ CGNAT, link-local, ULA, unspecified, multicast: space nobody described, worth a 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,56 +54,75 @@ _TOP_KEYS: Final = frozenset({"version", "zones", "roles"})
 _ZONE_KEYS: Final = frozenset({"cidrs", "description"})
 
 
+# Per-address lookups memoised per ZoneMap (a fleet talks to few addresses); bounded.
+LOOKUP_CACHE_SIZE: Final = 65536
+
+
 @dataclass(frozen=True, slots=True)
 class ZoneMap:
-    """Longest-prefix lookup of zones and roles (entries sorted most specific first)."""
+    """Longest-prefix lookup of zones and roles (entries sorted most specific first).
+
+    Lookups are memoised per address string in a bounded LRU (``LOOKUP_CACHE_SIZE``): the map
+    is immutable, so a cached answer is always the answer."""
 
     zones: tuple[tuple[IPNetwork, str], ...]
     roles: tuple[tuple[IPNetwork, str], ...]
     descriptions: Mapping[str, str]
+    _lookup: Callable[[str], tuple[str, str | None]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lookup = lru_cache(maxsize=LOOKUP_CACHE_SIZE)(partial(_classify, self.zones, self.roles))
+        object.__setattr__(self, "_lookup", lookup)
 
     def zone_of(self, ip: str) -> str:
-        addr = _addr(ip)
-        if addr is None:
-            return "unmapped"
-        for net, name in self.zones:
-            if addr.version == net.version and addr in net:
-                return name
-        if addr.is_loopback:
-            return "loopback"
-        if addr.is_unspecified or addr.is_multicast or any(addr in n for n in _LOCAL_NETS):
-            return "unmapped"
-        return "external"
+        return self._lookup(ip)[0]
 
     def role_of(self, ip: str) -> str | None:
-        addr = _addr(ip)
-        if addr is None:
-            return None
-        for net, name in self.roles:
-            if addr.version == net.version and addr in net:
-                return name
-        return None
+        return self._lookup(ip)[1]
 
     def enrich(self, event: dict[str, Any]) -> None:
         """Add zone and role fields in place (only for addresses the event carries)."""
+        lookup = self._lookup
         host_ips = get_path(event, "host.ip") or []
         host_zone = None
         for ip in host_ips:
-            zone = self.zone_of(ip)
-            if zone not in ("loopback", "unmapped", "external"):
+            zone = lookup(ip)[0]
+            if zone not in RESERVED_ZONES:
                 host_zone = zone
                 break
         if host_zone is None and host_ips:
-            host_zone = self.zone_of(host_ips[0])
+            host_zone = lookup(host_ips[0])[0]
         if host_zone is not None:
             set_path(event, "sekimori.zone.host", host_zone)
         for side in ("source", "destination"):
             ip = get_path(event, f"{side}.ip")
             if isinstance(ip, str):
-                set_path(event, f"sekimori.zone.{side}", self.zone_of(ip))
-                role = self.role_of(ip)
+                zone, role = lookup(ip)
+                set_path(event, f"sekimori.zone.{side}", zone)
                 if role is not None:
                     set_path(event, f"sekimori.role.{side}", role)
+
+
+def _classify(
+    zones: tuple[tuple[IPNetwork, str], ...], roles: tuple[tuple[IPNetwork, str], ...], ip: str
+) -> tuple[str, str | None]:
+    """(zone, role or None) of one address string, uncached."""
+    addr = _addr(ip)
+    if addr is None:
+        return "unmapped", None
+    role = None
+    for net, name in roles:
+        if addr.version == net.version and addr in net:
+            role = name
+            break
+    for net, name in zones:
+        if addr.version == net.version and addr in net:
+            return name, role
+    if addr.is_loopback:
+        return "loopback", role
+    if addr.is_unspecified or addr.is_multicast or any(addr in n for n in _LOCAL_NETS):
+        return "unmapped", role
+    return "external", role
 
 
 def _addr(ip: str) -> IPAddress | None:

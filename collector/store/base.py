@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
+import orjson
+
+from agents.schema import get_path, parse_iso
 from collector.models import (
     Alert,
     AlertStatus,
@@ -18,6 +21,53 @@ from collector.models import (
 
 # The query language a store runs retro hunts in (collector.hunt converts Sigma rules to it).
 HuntDialect = Literal["sqlite", "opensearch", "elasticsearch"]
+
+
+class EncodedEvent(NamedTuple):
+    """An enriched event already serialised (``doc``: orjson bytes of the whole event) with
+    the columns stores index on. Made once, where the event is validated (possibly in an
+    ingest worker process), so the store does not decode or encode it again."""
+
+    id: str
+    ts: float  # @timestamp as POSIX seconds
+    timestamp: str  # @timestamp as sent
+    host: str
+    kind: str
+    pid: int | None
+    agent_id: str
+    seq: int
+    doc: bytes
+
+
+def _field(event: dict[str, Any], parent: str, name: str) -> Any:
+    """``get_path(event, f"{parent}.{name}")``, fast for the usual nested form."""
+    node = event.get(parent)
+    if type(node) is dict and name in node and f"{parent}.{name}" not in event:
+        return node[name]
+    return get_path(event, f"{parent}.{name}")
+
+
+def encode_event(event: dict[str, Any]) -> EncodedEvent:
+    """The ``EncodedEvent`` of a validated, enriched event."""
+    stamp = event["@timestamp"]
+    return EncodedEvent(
+        _field(event, "event", "id"),
+        parse_iso(stamp).timestamp(),
+        stamp,
+        _field(event, "host", "name"),
+        _field(event, "sekimori", "kind"),
+        _field(event, "process", "pid"),
+        _field(event, "agent", "id"),
+        _field(event, "sekimori", "seq"),
+        orjson.dumps(event),
+    )
+
+
+class EncodedWriter(Protocol):
+    """Optional fast path of a store (SQLite and the search stores have it; wrappers and
+    third-party stores need not): ``write_events`` for events already encoded."""
+
+    def write_encoded_events(self, events: Sequence[EncodedEvent]) -> WriteResult: ...
 
 
 class Store(Protocol):

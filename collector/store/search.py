@@ -24,7 +24,7 @@ import orjson
 from agents.errors import StoreError
 from agents.schema import canonical_json, get_path, parse_iso, to_iso
 from collector.models import DeadLetter, EventQuery, WriteResult
-from collector.store.base import HuntDialect
+from collector.store.base import EncodedEvent, HuntDialect
 from collector.store.search_alerts import AlertsAndLedger
 from collector.store.search_bulk import BulkWriter, Item, RetryPolicy
 from collector.store.search_mapping import IndexLayout
@@ -91,17 +91,35 @@ class SearchStore(AlertsAndLedger):
 
     # -- events ---------------------------------------------------------------------------
     def write_events(self, events: Sequence[dict[str, Any]]) -> WriteResult:
+        # only id, @timestamp (as sent: the cluster judges it) and the doc are used here
+        encoded = [
+            EncodedEvent(
+                str(get_path(ev, "event.id")),
+                0.0,
+                str(ev["@timestamp"]),
+                "",
+                "",
+                None,
+                "",
+                0,
+                orjson.dumps(ev),
+            )
+            for ev in events
+        ]
+        return self.write_encoded_events(encoded)
+
+    def write_encoded_events(self, events: Sequence[EncodedEvent]) -> WriteResult:
+        """``write_events`` for events encoded already (``doc`` is sent as it is)."""
         items: list[Item] = []
         seen: set[str] = set()
         twins = 0
         for event in events:
-            event_id = str(get_path(event, "event.id"))
+            event_id = str(event.id)
             if event_id in seen:
                 twins += 1
                 continue
             seen.add(event_id)
-            index = self.layout.events_index(str(event["@timestamp"]))
-            items.append(Item(event_id, index, event, orjson.dumps(event)))
+            items.append(Item(event_id, self.layout.events_index(event.timestamp), event.doc))
         if not items:
             return WriteResult(new_ids=frozenset(), duplicates=twins)
         try:
