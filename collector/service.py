@@ -56,6 +56,9 @@ class CollectorConfig:
     silence_check_interval: float = 30.0  # seconds between silence checks
     # beacon / DNS-tunnel scoring and scan correlations over the stored window (docs/analytics.md)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    # ingest worker processes (parse, validate, enrich, match on every core:
+    # collector/ingest_workers.py); 0 = all of it in the collector process
+    ingest_workers: int = 0
 
     @property
     def store_path(self) -> Path:
@@ -112,7 +115,12 @@ def build_collector(config: CollectorConfig) -> Collector:
         else SqliteStore(config.store_path)
     )
     pipeline = IngestPipeline(
-        store, zones, rules, AlertManager(store, config.alert_window), config.limits
+        store,
+        zones,
+        rules,
+        AlertManager(store, config.alert_window),
+        config.limits,
+        workers=config.ingest_workers,
     )
     tls = ensure_tls(config.data_dir, config.tls_names)
     registry = Registry(config.registry_path, refresh_interval=config.revocation_refresh)
@@ -218,5 +226,6 @@ class CollectorThread:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
+        self.collector.pipeline.close()
         self.collector.store.close()
         self.collector.registry.close()

@@ -58,6 +58,13 @@ def _collector_options(func: Any) -> Any:
             ),
             click.option("--store-user", help="Cluster user (basic auth)."),
             click.option(
+                "--ingest-workers",
+                type=click.IntRange(0, 64),
+                default=0,
+                show_default=True,
+                help="Worker processes for parsing, validation and matching (0: in-process).",
+            ),
+            click.option(
                 "--store-password-env",
                 metavar="VAR",
                 help="Environment variable holding that user's password.",
@@ -74,6 +81,7 @@ def _build(
     port: int,
     zones: Path | None,
     rule_paths: tuple[Path, ...],
+    ingest_workers: int = 0,
     **store: Any,
 ) -> Any:
     from collector.service import CollectorConfig, build_collector
@@ -99,6 +107,7 @@ def _build(
         rule_paths=rule_paths,
         store_url=url,
         store_options=options,
+        ingest_workers=ingest_workers,
     )
     if url:
         save_store_config(data_dir, url, settings)
