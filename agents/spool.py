@@ -275,7 +275,6 @@ class Spool:
         while len(self._segments) > 1 and self.total_bytes + incoming > self.max_bytes:
             oldest = self._segments.pop(0)
             lost = [r.seq for r in oldest.records if r.seq > self.floor_seq]
-            oldest.path.unlink()
             self.floor_seq = max(self.floor_seq, oldest.last_seq)
             carried = [self._gaps.pop(seq) for seq in lost if seq in self._gaps]
             for record in oldest.records:
@@ -285,7 +284,8 @@ class Spool:
                 self._pending_gaps = _merge(
                     [*self._pending_gaps, (lost[0], lost[-1], len(lost)), *carried]
                 )
-            self._save_state()
+            self._save_state()  # before the unlink, as in ack()
+            oldest.path.unlink(missing_ok=True)
 
     def _maybe_sync(self) -> None:
         if self.fsync_interval <= 0 or time.monotonic() - self._last_sync >= self.fsync_interval:
@@ -346,15 +346,20 @@ class Spool:
                 return
             self.acked_seq = seq
             self.floor_seq = max(self.floor_seq, seq)
+            done: list[_Segment] = []
             while self._segments and self._segments[0].last_seq <= self.floor_seq:
-                done = self._segments.pop(0)
-                for record in done.records:
+                done.append(self._segments.pop(0))
+                for record in done[-1].records:
                     self._gaps.pop(record.seq, None)
-                if not self._segments and self._handle is not None:
-                    self._handle.close()
-                    self._handle = None
-                done.path.unlink()
+            if done and not self._segments and self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            # State first, files second: a crash in between leaves only acked files (skipped
+            # on read, removed by the next ack). The other order could lose next_seq with the
+            # newest segment, and a restarted agent would reuse sequence numbers.
             self._save_state()
+            for segment in done:
+                segment.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:

@@ -243,3 +243,42 @@ def test_write_failure_keeps_the_segment_clean(tmp_path: Path, builder: EventBui
     assert again.stats.corrupt_regions == 0
     assert [e["sekimori"]["seq"] for e in all_events(again)] == [1, 2, 3, 4, 5, 6]
     assert [e["message"][:10] for e in all_events(again)] == [f"event {i:04d}" for i in range(6)]
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL at one exact point (nothing after it runs)."""
+
+
+@pytest.mark.parametrize("killed_in", ["_save_state", "unlink"])
+def test_a_kill_during_ack_never_reuses_sequence_numbers(
+    tmp_path: Path, builder: EventBuilder, monkeypatch: pytest.MonkeyPatch, killed_in: str
+) -> None:
+    spool = open_spool(tmp_path, builder)
+    assert spool.append([hb(builder, i) for i in range(10)]) == list(range(1, 11))
+    if killed_in == "_save_state":  # before the state reached the disk
+
+        def die(*_a: Any, **_k: Any) -> None:
+            raise _Killed
+
+        monkeypatch.setattr(Spool, "_save_state", die)
+    else:  # state saved, acked files not yet removed
+        real_unlink = Path.unlink
+
+        def die_on_segment(self: Path, *a: Any, **k: Any) -> None:
+            if self.suffix == ".seg":
+                raise _Killed
+            real_unlink(self, *a, **k)
+
+        monkeypatch.setattr(Path, "unlink", die_on_segment)
+    with pytest.raises(_Killed):
+        spool.ack(10)
+    monkeypatch.undo()
+    restarted = open_spool(tmp_path, builder)
+    assert restarted.append([hb(builder, 99)]) == [11]
+    batch = restarted.read_batch(100, 1 << 20)
+    assert batch is not None
+    seqs = [json.loads(p)["sekimori"]["seq"] for p in batch.payloads]
+    if killed_in == "_save_state":  # the ack never landed: resend 1..10 (idempotent), then 11
+        assert seqs == list(range(1, 12))
+    else:  # the ack landed: only the new event is pending
+        assert seqs == [11]
