@@ -18,7 +18,7 @@ constant in the function's namespace, so no rule text is ever interpreted as cod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import ahocorasick
@@ -35,9 +35,12 @@ AUTOMATON_MIN: Final = 16
 _FOLDED_OPS: Final = frozenset({"eq", "sw", "ew", "ct", "set"})
 
 
-def generate(condition: Node) -> EventPredicate:
-    """IR condition -> generated predicate (same answers as ``compile_node(condition)``)."""
-    gen = _Generator()
+def generate(condition: Node, *, dotted: bool = False) -> EventPredicate:
+    """IR condition -> generated predicate (same answers as ``compile_node(condition)``).
+
+    ``dotted``: the predicate will only ever see flat views (:func:`flat_view`), where every
+    dotted path is a key of its own, so dotted fields are inlined as one ``dict.get`` too."""
+    gen = _Generator(dotted=dotted)
     body = gen.node(condition)
     source = f"def rule(e):\n    return {body}\n"
     namespace: dict[str, Any] = dict(gen.constants)
@@ -62,9 +65,10 @@ def field_fallback(test: ValueTest) -> Callable[[object], bool]:
 
 
 class _Generator:
-    def __init__(self) -> None:
+    def __init__(self, *, dotted: bool = False) -> None:
         self.constants: dict[str, Any] = {}
         self._names = 0
+        self._dotted = dotted
 
     def const(self, value: Any) -> str:
         name = f"k{len(self.constants)}"
@@ -83,7 +87,7 @@ class _Generator:
             return "(" + " or ".join(self.node(child) for child in node[1]) + ")"
         if kind == "not":
             return f"(not {self.node(node[1])})"
-        if kind == "field" and "." not in node[1] and _inlinable(node[2]):
+        if kind == "field" and (self._dotted or "." not in node[1]) and _inlinable(node[2]):
             return self.field(node[1], node[2])
         return f"{self.const(compile_node(node))}(e)"
 
@@ -176,3 +180,51 @@ def _first_hit(subs: list[str]) -> Callable[[str], bool]:
         return next(iterate(text), None) is not None
 
     return any_sub
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, list, type(None)})
+
+
+def flat_view(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``event`` plus one key per dotted path into its nested objects (``process.pid``,
+    ``process.parent``, ``process.parent.pid`` ...), so ``view.get(path)`` answers exactly
+    what :func:`detections.compiler.make_getter` answers on ``event`` for every path. None when
+    that cannot hold (a key that itself contains a dot, a nested mapping that is not a dict):
+    the caller then uses the reference predicates on ``event``."""
+    view = dict(event)
+    for key, value in event.items():
+        if "." in key:
+            return None
+        if type(value) is dict:
+            if not _flatten_into(view, key, value):
+                return None
+        elif type(value) not in _SCALARS and isinstance(value, Mapping):
+            return None
+    return view
+
+
+def _flatten_into(view: dict[str, Any], prefix: str, node: dict[str, Any]) -> bool:
+    for key, value in node.items():
+        if "." in key:
+            return False
+        path = f"{prefix}.{key}"
+        view[path] = value
+        if type(value) is dict:
+            if not _flatten_into(view, path, value):
+                return False
+        elif type(value) not in _SCALARS and isinstance(value, Mapping):
+            return False
+    return True
+
+
+def has_keywords(node: Node) -> bool:
+    """The condition searches field-less keywords (every value of the event): such rules
+    must see the event itself, not a flat view with its values repeated."""
+    kind = node[0]
+    if kind == "kw":
+        return True
+    if kind in ("and", "or"):
+        return any(has_keywords(child) for child in node[1])
+    if kind == "not":
+        return has_keywords(node[1])
+    return False

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from agents.errors import NotFoundError, RuleError
 from detections.anchors import rule_anchors
-from detections.codegen import generate
+from detections.codegen import flat_view, generate, has_keywords
 from detections.correlation_spec import CorrelationSpec
 from detections.model import CompiledRule, EventPredicate, Match, SkippedRule
 from detections.prefilter import AnchorIndex
@@ -30,6 +30,9 @@ PREFILTER_MIN_RULES: Final = 12
 
 # (rules in load order, their anchor index or None, their generated predicates)
 _Bucket = tuple[tuple[CompiledRule, ...], AnchorIndex | None, list[EventPredicate]]
+# our own kinds: (rules in load order, their predicates, True where the predicate must see the
+# event itself rather than its flat view: keyword rules, whose reference predicate is used)
+_KindBucket = tuple[tuple[CompiledRule, ...], tuple[EventPredicate, ...], tuple[bool, ...]]
 
 
 class RuleSet:
@@ -47,6 +50,7 @@ class RuleSet:
         "_by_kind",
         "_by_wkey",
         "_generated",
+        "_kind_buckets",
         "_silent",
         "correlations",
         "errors",
@@ -78,6 +82,7 @@ class RuleSet:
         }
         self._by_wkey = by_wkey
         self._buckets: dict[tuple[str, int], _Bucket] = {}
+        self._kind_buckets: dict[str, _KindBucket] = {}
         self._generated: dict[int, EventPredicate] = {}
         self._by_id: dict[str, CompiledRule] = {rule.rule_id: rule for rule in self.rules}
         self._silent: frozenset[str] = frozenset(
@@ -98,7 +103,7 @@ class RuleSet:
         the bytes. Same answer with or without it, and the same as :meth:`fired_reference`."""
         kind = _kind_of(event)
         if kind is not None:
-            return [rule for rule in self._by_kind.get(kind, ()) if rule.predicate(event)]
+            return self._fired_kind(kind, event)
         key = event_key(event)
         if key is None:
             return []
@@ -114,6 +119,29 @@ class RuleSet:
                 rule for rule, predicate in zip(rules, predicates, strict=True) if predicate(view)
             ]
         return [rules[i] for i in index.candidates(view, raw) if predicates[i](view)]
+
+    def _fired_kind(self, kind: str, event: Mapping[str, Any]) -> list[CompiledRule]:
+        """Our own (nested ECS) events: generated predicates over the event's flat view."""
+        bucket = self._kind_buckets.get(kind)
+        if bucket is None:
+            rules = self._by_kind.get(kind, ())
+            keywords = tuple(has_keywords(rule.condition) for rule in rules)
+            predicates = tuple(
+                rule.predicate if kw else generate(rule.condition, dotted=True)
+                for rule, kw in zip(rules, keywords, strict=True)
+            )
+            bucket = self._kind_buckets[kind] = (rules, predicates, keywords)
+        rules, predicates, keywords = bucket
+        if not rules:
+            return []
+        view = flat_view(event)
+        if view is None:  # a dotted key or an exotic mapping: the reference path
+            return [rule for rule in rules if rule.predicate(event)]
+        return [
+            rule
+            for rule, predicate, kw in zip(rules, predicates, keywords, strict=True)
+            if predicate(event if kw else view)
+        ]
 
     def fired_reference(self, event: Mapping[str, Any]) -> list[CompiledRule]:
         """What :meth:`fired` answers, the slow way: every routed rule's reference predicate
