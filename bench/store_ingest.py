@@ -118,7 +118,10 @@ def through_pipeline(
     return elapsed
 
 
-def raw_bulk(url: str, batches: list[bytes], prefix: str) -> float:
+def raw_bulk(url: str, batches: list[bytes], prefix: str, threads: int = 1) -> float:
+    """Seconds for opensearch-py's own bulk helper to create the same documents: sequential
+    ``helpers.bulk``, or ``helpers.parallel_bulk`` with ``threads`` threads (the like-for-like
+    baseline when the pipeline is driven by that many concurrent callers)."""
     from opensearchpy import OpenSearch, helpers
 
     from collector.store.search_mapping import IndexLayout
@@ -143,7 +146,13 @@ def raw_bulk(url: str, batches: list[bytes], prefix: str) -> float:
         for d in docs
     )
     start = time.perf_counter()
-    _, errors = helpers.bulk(client, actions, chunk_size=BATCH, raise_on_error=False)
+    if threads == 1:
+        _, errors = helpers.bulk(client, actions, chunk_size=BATCH, raise_on_error=False)
+    else:
+        results = helpers.parallel_bulk(
+            client, actions, thread_count=threads, chunk_size=BATCH, raise_on_error=False
+        )
+        errors = [info for ok, info in results if not ok]
     elapsed = time.perf_counter() - start
     assert not errors, errors[:3]
     client.indices.delete(index=f"{prefix}-*")
@@ -191,8 +200,9 @@ def main() -> int:
         through_pipeline(open_store(f"{args.store}+{url}", prefix=prefix + "w"), warm, False)
         raw_bulk(url, warm, prefix + "rw")
         results = []
+        baseline = "helpers.bulk" if args.concurrency == 1 else f"parallel_bulk x{args.concurrency}"
         for round_ in range(2):
-            raw = raw_bulk(url, batches, f"{prefix}r{round_}")
+            raw = raw_bulk(url, batches, f"{prefix}r{round_}", args.concurrency)
             pipe_store = open_store(f"{args.store}+{url}", prefix=f"{prefix}p{round_}")
             pipe = through_pipeline(
                 pipe_store, batches, args.profile and round_ == 1, args.workers, args.concurrency
@@ -200,7 +210,7 @@ def main() -> int:
             assert pipe_store.count_events() == args.events
             results.append((raw, pipe))
             print(
-                f"round {round_}: raw helpers.bulk {args.events / raw:,.0f} ev/s,"
+                f"round {round_}: raw {baseline} {args.events / raw:,.0f} ev/s,"
                 f" pipeline {args.events / pipe:,.0f} ev/s, ratio {raw / pipe:.2f}"
             )
         raw, pipe = min(r for r, _ in results), min(p for _, p in results)
