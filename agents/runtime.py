@@ -141,6 +141,13 @@ class Agent:
         if self.config.netns is not None:
             other = self.proc_source.tracker.filtered if self.proc_source else 0
             where = f" netns={self.config.netns} other_netns_execs={other}"
+        sensor = self.sensor
+        if sensor is not None:  # the network sensor's counters (NetSensorSource attributes)
+            where += (
+                f" sensor_packets={getattr(sensor, 'packets', 0)}"
+                f" sensor_kernel_drops={getattr(sensor, 'kernel_drops', 0)}"
+                f" sensor_flow_evictions={getattr(sensor, 'evictions', 0)}"
+            )
         return (
             f"heartbeat: pending={self.spool.pending} next_seq={self.spool.next_seq} "
             f"acked_seq={self.spool.acked_seq} dropped={stats.dropped} "

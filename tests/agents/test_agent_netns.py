@@ -8,6 +8,7 @@ Needs root (``ip netns``, the process connector); without it the tests fail, nev
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -504,6 +505,17 @@ def test_sensor_only_agent_watches_the_namespace_interface(lab: Lab, tmp_path: P
         others = lab.events("process_start") + lab.events("network_listen")
         assert not [e for e in others if e["host"]["name"] == "sensor-a"]
         assert sensor.poll() is None, "the sensor agent died"
+
+        def counted() -> list[dict[str, Any]]:  # the heartbeat carries the sensor's counters
+            return [
+                e
+                for e in lab.events("heartbeat")
+                if e["host"]["name"] == "sensor-a"
+                and re.search(r"sensor_packets=[1-9]", e.get("message", ""))
+                and "sensor_kernel_drops=" in e["message"]
+            ]
+
+        wait_for(counted, "a sensor heartbeat with a non-zero packet count", 30)
     finally:
         stop(sensor)
         log.close()
