@@ -75,10 +75,14 @@ def is_running(process: LabProcess) -> bool:
         raw = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    if not raw:  # a zombie (our own child that exited)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(process.pid, os.WNOHANG)
-        return False
+    if not raw:
+        # Empty: a zombie, or a process in the middle of execve (the new image's argv is not
+        # mapped yet; Popen returns right then, so a check just after a start can see it).
+        try:
+            reaped, _ = os.waitpid(process.pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: its identity cannot be confirmed
+            return False
+        return reaped == 0  # 0: still running
     cmdline = raw.rstrip(b"\0").decode(errors="replace").split("\0")
     return cmdline in (_expected_cmdline(process.argv), list(process.argv))
 
