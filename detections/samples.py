@@ -45,15 +45,19 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_rule_samples(ruleset: RuleSet, rule: CompiledRule) -> SampleReport:
-    path = samples_path(rule)
-    problems: list[str] = []
-    checked = 0
+def _read(path: Path, problems: list[str]) -> dict[str, Any]:
+    """The samples file, or ``{}`` with the reason appended to ``problems``."""
     try:
-        data = _load(path)
+        return _load(path)
     except (OSError, ValueError) as exc:
         problems.append(f"{path.name}: {exc}")
-        data = {}
+        return {}
+
+
+def check_rule_samples(ruleset: RuleSet, rule: CompiledRule) -> SampleReport:
+    problems: list[str] = []
+    checked = 0
+    data = _read(samples_path(rule), problems)
     allowed = {rule.rule_id, *data.get("also_matches", [])}
     if data and not data.get("match"):
         problems.append("needs at least one 'match' sample")
@@ -83,14 +87,9 @@ def check_rule_samples(ruleset: RuleSet, rule: CompiledRule) -> SampleReport:
 
 
 def check_correlation_samples(ruleset: RuleSet, spec: CorrelationSpec) -> SampleReport:
-    path = spec.source.with_name(spec.source.stem + ".samples.json")
     problems: list[str] = []
     checked = 0
-    try:
-        data = _load(path)
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path.name}: {exc}")
-        data = {}
+    data = _read(spec.source.with_name(spec.source.stem + ".samples.json"), problems)
     for key, should_fire in (("match", True), ("nomatch", False)):
         events = data.get(key, [])
         if data and not events:
