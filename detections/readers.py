@@ -31,8 +31,20 @@ EVTX_MAGIC: Final = b"ElfFile\x00"
 _REMEDY: Final = "pass EVTX, JSON, JSON lines, or a .gz/.zip of them"
 
 
-def iter_events(path: Path) -> Iterator[dict[str, Any]]:
+Event = dict[str, Any]
+Item = tuple[Event, bytes | None]  # an event and, for JSON lines, the line it was parsed from
+
+
+def iter_events(path: Path) -> Iterator[Event]:
     """Every event in one input file (flattened when it is a Windows event)."""
+    for event, _ in iter_events_raw(path):
+        yield event
+
+
+def iter_events_raw(path: Path) -> Iterator[Item]:
+    """Like :func:`iter_events`, with each event's JSON line when the input is JSON lines
+    (the event is then ``flatten_record(orjson.loads(line))``, which lets
+    :meth:`detections.RuleSet.fired` prefilter on the raw bytes); None for other inputs."""
     name = path.name.lower()
     if name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
@@ -50,7 +62,7 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
         yield from _from_stream(stream, str(path))
 
 
-def _from_stream(stream: IO[bytes], label: str) -> Iterator[dict[str, Any]]:
+def _from_stream(stream: IO[bytes], label: str) -> Iterator[Item]:
     head = stream.read(8)
     if head == EVTX_MAGIC:
         data = head + stream.read()
@@ -66,19 +78,19 @@ def _from_stream(stream: IO[bytes], label: str) -> Iterator[dict[str, Any]]:
     yield from _json(head, stream, label)
 
 
-def _evtx(source: Any, label: str) -> Iterator[dict[str, Any]]:
+def _evtx(source: Any, label: str) -> Iterator[Item]:
     import evtx  # the Rust parser: imported only when an EVTX file is scanned
 
     try:
         parser = evtx.PyEvtxParser(source)
         for record in parser.records_json():
             if record is not None:
-                yield flatten_record(orjson.loads(record["data"]))
+                yield flatten_record(orjson.loads(record["data"])), None
     except (OSError, RuntimeError, orjson.JSONDecodeError) as exc:
         raise InputError(f"unreadable EVTX: {exc}", source=label, remedy=_REMEDY) from exc
 
 
-def _json(head: bytes, stream: IO[bytes], label: str) -> Iterator[dict[str, Any]]:
+def _json(head: bytes, stream: IO[bytes], label: str) -> Iterator[Item]:
     first = head.lstrip()
     while not first:
         more = stream.read(4096)
@@ -100,7 +112,10 @@ def _json(head: bytes, stream: IO[bytes], label: str) -> Iterator[dict[str, Any]
             rest = line + b"".join(lines)
             yield from _concatenated(rest, label, number)
             return
-        yield from _objects(value, label)
+        if isinstance(value, dict):
+            yield flatten_record(value), line
+        else:
+            yield from _objects(value, label)
 
 
 def _lines(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:
@@ -117,7 +132,7 @@ def _load(data: bytes, label: str) -> Any:
         raise InputError(f"invalid JSON: {exc}", source=label, remedy=_REMEDY) from exc
 
 
-def _concatenated(data: bytes, label: str, first_line: int) -> Iterator[dict[str, Any]]:
+def _concatenated(data: bytes, label: str, first_line: int) -> Iterator[Item]:
     text = data.decode("utf-8", errors="replace")
     decoder = json.JSONDecoder()
     position = 0
@@ -136,9 +151,9 @@ def _concatenated(data: bytes, label: str, first_line: int) -> Iterator[dict[str
         yield from _objects(value, label)
 
 
-def _objects(value: Any, label: str) -> Iterator[dict[str, Any]]:
+def _objects(value: Any, label: str) -> Iterator[Item]:
     if isinstance(value, dict):
-        yield flatten_record(value)
+        yield flatten_record(value), None
     elif isinstance(value, list):
         for item in value:
             yield from _objects(item, label)

@@ -16,7 +16,7 @@ from typing import Any, Final
 from detections.correlation import CorrelationEngine, CorrelationMatch
 from detections.loader import default_rules_dir, load_rules
 from detections.pipeline import Placeholders
-from detections.readers import iter_events
+from detections.readers import iter_events_raw
 from detections.ruleset import RuleSet
 
 # progress(file, events read so far in this file, finished?) every PROGRESS_EVERY events.
@@ -73,8 +73,8 @@ def scan_files(
     for path in files:
         label = str(path)
         index = -1
-        for index, event in enumerate(iter_events(path)):
-            fired = ruleset.fired(event)
+        for index, (event, raw) in enumerate(iter_events_raw(path)):
+            fired = ruleset.fired(event, raw)
             for rule in fired:
                 if rule.rule_id not in silent:
                     yield ScanMatch(

@@ -201,3 +201,38 @@ def test_required_symbols(pattern: str, symbols: str) -> None:
     for text in ("ab`c`d", "${e", "x-y", "", "a"):
         if re.search(pattern, text):
             assert symbols in text
+
+
+def test_scanning_json_lines_uses_the_raw_lines_and_agrees_with_reference(
+    sigma_corpus: RuleSet, otrf_lines: list[bytes], tmp_path: Path
+) -> None:
+    """`sekimori rules scan` hands each JSON line to the prefilter (the bench's path): its
+    matches over a JSONL file (plain and gzipped, with escaped variants mixed in) are the
+    reference matches, event by event."""
+    import gzip
+
+    from detections.readers import iter_events_raw
+    from detections.scan import scan_files
+
+    lines = [*otrf_lines[::2], *_variants(otrf_lines[::11])]
+    body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+    plain = tmp_path / "events.jsonl"
+    plain.write_bytes(body)
+    packed = tmp_path / "events.jsonl.gz"
+    packed.write_bytes(gzip.compress(body))
+    for path in (plain, packed):
+        raws = [raw for _, raw in iter_events_raw(path)]
+        assert len(raws) == len(lines) and all(raw is not None for raw in raws)
+        expected = sorted(
+            (index, rule.rule_id)
+            for index, event in enumerate(iter_events(path))
+            for rule in sigma_corpus.fired_reference(event)
+            if rule.rule_id not in sigma_corpus.silent
+        )
+        found = sorted(
+            (m.index, m.rule_id)
+            for m in scan_files([], [path], ruleset=sigma_corpus)
+            if not m.correlation
+        )
+        assert found == expected
+        assert len(expected) > 20
