@@ -5,7 +5,9 @@ host (``--allow-action kill_process`` ...); everything else is answered ``refuse
 never takes an address from the collector: the one peer left reachable is the collector the
 agent itself is configured for (resolved from its own URL).
 
-- ``kill_process {"pid": N}``: SIGKILL; refuses pid <= 1 and the agent itself.
+- ``kill_process {"pid": N[, "entity_id": E]}``: SIGKILL; refuses pid <= 1 and the agent
+  itself. With ``entity_id`` (the ``process.entity_id`` of the event the analyst acts on), the
+  live process must still be that one: a pid reused by another process since is not killed.
 - ``isolate_host``: an nftables table ``inet sekimori_isolate`` that drops all input and
   output except loopback and TCP to/from the collector's address and port. Applied with
   ``nft -f -`` in one transaction (replaces an earlier isolation atomically).
@@ -24,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from agents.procfs import ProcFS
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +94,13 @@ class ResponseExecutor:
         *,
         nft: NftRunner = run_nft,
         kill: Callable[[int, int], None] = os.kill,
+        procfs: ProcFS | None = None,
     ) -> None:
         self.allowed = allowed
         self.collector_url = collector_url
         self._nft = nft
         self._kill = kill
+        self._procfs = procfs or ProcFS()
 
     def execute(self, action: str, args: dict[str, Any]) -> Outcome:
         if action not in self.allowed:
@@ -119,6 +125,20 @@ class ResponseExecutor:
         pid = args.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid():
             return Outcome("refused", f"will not kill pid {pid!r}")
+        expected = args.get("entity_id")
+        if expected is not None:
+            if not isinstance(expected, str) or not expected:
+                return Outcome("refused", f"entity_id must be a non-empty string: {expected!r}")
+            stat = self._procfs.stat(pid)
+            live = self._procfs.entity_id(pid, stat.starttime_ticks) if stat else None
+            if live is None:
+                return Outcome("failed", f"no process {pid}")
+            if live != expected:
+                return Outcome(
+                    "refused",
+                    f"pid {pid} is now another process (entity id {live}, not {expected}):"
+                    " the original has exited and its pid was reused; nothing killed",
+                )
         try:
             self._kill(pid, signal.SIGKILL)
         except ProcessLookupError:

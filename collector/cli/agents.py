@@ -118,15 +118,30 @@ def action() -> None:
 @click.argument("agent_id")
 @click.argument("name", type=click.Choice(["kill_process", "isolate_host", "release_isolation"]))
 @click.option("--pid", type=int, help="Process id (kill_process).")
+@click.option(
+    "--entity-id",
+    help="kill_process: the process.entity_id from the alert's event; the agent refuses if"
+    " the pid now belongs to another process (pid reuse).",
+)
 @click.option("--as", "actor", required=True, help="Analyst requesting it (audited).")
 @click.option("--alert", "alert_id", default="", help="The alert this responds to.")
 @data_dir_option
 def action_request(
-    agent_id: str, name: str, pid: int | None, actor: str, alert_id: str, data_dir: Path
+    agent_id: str,
+    name: str,
+    pid: int | None,
+    entity_id: str | None,
+    actor: str,
+    alert_id: str,
+    data_dir: Path,
 ) -> None:
     """Queue a response action for an agent; the request and its result are audited."""
     from collector.admin import request_action
 
-    args = {"pid": pid} if pid is not None else None
+    args: dict[str, object] | None = {"pid": pid} if pid is not None else None
+    if entity_id is not None:
+        if args is None:
+            raise click.UsageError("--entity-id goes with --pid")
+        args["entity_id"] = entity_id
     command = request_action(data_dir, agent_id, name, args, actor=actor, alert_id=alert_id)
     console.print(f"queued {esc(name)} for {esc(agent_id)}: command {esc(str(command.id))}")

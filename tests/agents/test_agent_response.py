@@ -58,3 +58,34 @@ def test_nft_failure_is_reported() -> None:
     outcome = executor.execute("isolate_host", {})
     assert outcome.status == "failed"
     assert "syntax" in outcome.detail
+
+
+def test_kill_with_an_entity_id_refuses_a_reused_pid() -> None:
+    """The analyst acts on an event's process.entity_id; if that process is gone and its pid
+    now belongs to another one, nothing is killed."""
+    from agents.procfs import ProcFS
+
+    procfs = ProcFS()
+    executor = ResponseExecutor(frozenset({"kill_process"}), "https://127.0.0.1:1", procfs=procfs)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stat = procfs.stat(child.pid)
+        assert stat is not None
+        entity = procfs.entity_id(child.pid, stat.starttime_ticks)
+        assert entity is not None
+        # the same pid with another start time: what a reused pid looks like
+        stale = procfs.entity_id(child.pid, stat.starttime_ticks - 1)
+        refused = executor.execute("kill_process", {"pid": child.pid, "entity_id": stale})
+        assert refused.status == "refused" and "reused" in refused.detail
+        assert child.poll() is None, "the other process was killed"
+        bad = executor.execute("kill_process", {"pid": child.pid, "entity_id": 7})
+        assert bad.status == "refused" and child.poll() is None
+        done = executor.execute("kill_process", {"pid": child.pid, "entity_id": entity})
+        assert done.status == "done"
+        assert child.wait(10) == -9
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    gone = executor.execute("kill_process", {"pid": child.pid, "entity_id": entity})
+    assert gone.status == "failed"
