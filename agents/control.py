@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from agents.errors import SekimoriError
 from agents.identity import Identity, renew
+from agents.ownconns import OWN
 from agents.response import Outcome, ResponseExecutor
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Control:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
             conn.request(method, parts.path.rstrip("/") + path, body=data, headers=headers)
+            OWN.note(conn.sock)  # never report our own connection (agents/ownconns.py)
             response = conn.getresponse()
             payload = response.read()
         finally:

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from agents import __version__
 from agents.config import load_or_create_agent_id, prepare_state_dir
 from agents.errors import AuthError, ConfigError, TransportError
+from agents.ownconns import OWN
 from agents.tlsconfig import client_context
 
 RENEW_FRACTION = 1 / 3  # renew when this fraction of the lifetime is left
@@ -105,6 +106,7 @@ def _post(url: str, path: str, context: ssl.SSLContext, body: dict[str, Any]) ->
                 "User-Agent": f"sekimori-agent/{__version__}",
             },
         )
+        OWN.note(conn.sock)  # renewal runs inside the agent: never report it (ownconns.py)
         response = conn.getresponse()
         data = response.read()
     except ssl.SSLCertVerificationError as exc:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from agents import __version__
 from agents.errors import ConfigError
+from agents.ownconns import OWN
 from agents.schema import BATCH_SCHEMA, HEADER_BACKLOG, HEADER_SENT_AT, utc_now_iso
 from agents.spool import Batch, Spool
 from agents.tlsconfig import client_context
@@ -209,6 +210,7 @@ class Shipper:
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
         self._conn.request("POST", self.path, body=body, headers=headers)
+        OWN.note(self._conn.sock)  # never report our own connection (agents/ownconns.py)
         response = self._conn.getresponse()
         data = response.read()
         if response.will_close:

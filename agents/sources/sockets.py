@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 from agents.errors import ConfigError
+from agents.ownconns import OWN, OwnConnections
 from agents.procfs import ProcFS
 from agents.sources.base import Connection, Listen, Owner, Record
 from agents.sources.netparse import TABLES, WILDCARDS, SocketEntry, parse_table
@@ -31,11 +32,17 @@ class SocketsSource:
     name = "sockets"
 
     def __init__(
-        self, procfs: ProcFS | None = None, *, interval: float = 0.5, own_pid: int | None = None
+        self,
+        procfs: ProcFS | None = None,
+        *,
+        interval: float = 0.5,
+        own_pid: int | None = None,
+        own: OwnConnections = OWN,
     ) -> None:
         self.procfs = procfs or ProcFS()
         self.interval = interval
         self.own_pid = own_pid or os.getpid()
+        self.own = own
         self._connections: set[ConnKey] = set()
         self._listeners: set[ListenKey] = set()
         self._owners: dict[int, Owner] = {}
@@ -97,6 +104,10 @@ class SocketsSource:
             owner = self._owner(entry)
             if owner is not None and owner.pid == self.own_pid:
                 continue
+            if owner is None and self.own.contains(
+                entry.local_ip, entry.local_port, entry.remote_ip, entry.remote_port
+            ):
+                continue  # ours, closed and lingering (TIME_WAIT): see agents/ownconns.py
             inbound = entry.transport == "tcp" and (
                 (entry.transport, entry.local_ip, entry.local_port) in listen_ports
                 or any((entry.transport, w, entry.local_port) in listen_ports for w in WILDCARDS)

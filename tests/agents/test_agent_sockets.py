@@ -163,3 +163,28 @@ def test_check_compatible_needs_proc_net(fake_proc: FakeProc) -> None:
     (fake_proc.root / "net" / "tcp").unlink()
     with pytest.raises(ConfigError, match="net/tcp"):
         SocketsSource(fake_proc.procfs()).check_compatible()
+
+
+def test_the_agents_own_closed_connections_are_not_reported() -> None:
+    """A connection the agent opened and closed lingers in TIME_WAIT with no owner; noted in
+    agents.ownconns, it is not reported (else every shipment would report itself again)."""
+    from agents.ownconns import OwnConnections
+
+    own = OwnConnections()
+    source = SocketsSource(own=own)
+    source.poll()  # the baseline snapshot
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        ours = socket.create_connection(("127.0.0.1", port))
+        theirs = socket.create_connection(("127.0.0.1", port))
+        own.note(ours)
+        ours_port, theirs_port = ours.getsockname()[1], theirs.getsockname()[1]
+        accepted = [server.accept()[0] for _ in range(2)]
+        ours.close()  # the client closes first: its side goes to TIME_WAIT, ownerless
+        theirs.close()
+        for sock in accepted:
+            sock.close()
+        records = [r for r in source.poll() if isinstance(r, Connection)]
+    local_ports = {r.local_port for r in records if r.remote_port == port}
+    assert theirs_port in local_ports, records  # the check can see such sockets
+    assert ours_port not in local_ports
