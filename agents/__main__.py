@@ -103,6 +103,16 @@ def build_enroll_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(exc: SekimoriError | OSError) -> int:
+    """Print the error (and its remedy) to stderr; the exit code for it."""
+    sys.stderr.write(f"error: {exc}\n")
+    if isinstance(exc, SekimoriError):
+        if exc.remedy:
+            sys.stderr.write(f"hint: {exc.remedy}\n")
+        return exc.exit_code
+    return 1
+
+
 def enroll_main(argv: Sequence[str]) -> int:
     args = build_enroll_parser().parse_args(argv)
     token = sys.stdin.readline().strip() if args.token == "-" else args.token  # noqa: S105
@@ -112,14 +122,8 @@ def enroll_main(argv: Sequence[str]) -> int:
         identity = enroll(
             args.url, token, state_dir=args.state_dir, ca_file=args.ca, name=args.name
         )
-    except SekimoriError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        if exc.remedy:
-            sys.stderr.write(f"hint: {exc.remedy}\n")
-        return exc.exit_code
-    except OSError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    except (SekimoriError, OSError) as exc:
+        return _report(exc)
     sys.stdout.write(f"enrolled as agent {identity.agent_id}\n")
     return 0
 
@@ -177,14 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     received = install_signal_handlers(stop)
     try:
         run_agent(config_from_args(args), stop)
-    except SekimoriError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        if exc.remedy:
-            sys.stderr.write(f"hint: {exc.remedy}\n")
-        return exc.exit_code
-    except OSError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    except (SekimoriError, OSError) as exc:
+        return _report(exc)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from collector.store.base import HuntDialect
 from collector.store.search import SearchStore
 from collector.store.search_bulk import RetryPolicy
 from collector.store.search_mapping import IndexLayout
-from collector.store.search_transport import ClusterError, ConnectionOptions
+from collector.store.search_transport import ClientTransport, ClusterError, ConnectionOptions
 
 JSON = {"accept": "application/json", "content-type": "application/json"}
 NDJSON = {"accept": "application/json", "content-type": "application/x-ndjson"}
 
 
-class ElasticsearchTransport:
+class ElasticsearchTransport(ClientTransport):
+    json_headers = JSON
+    ndjson_headers = NDJSON
+
     def __init__(self, options: ConnectionOptions) -> None:
         from elasticsearch import Elasticsearch
 
@@ -46,7 +47,7 @@ class ElasticsearchTransport:
         path: str,
         params: Mapping[str, str] | None,
         body: bytes | None,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | None,
     ) -> Any:
         from elastic_transport import ConnectionError as EsConnectionError
         from elastic_transport import TransportError
@@ -63,26 +64,6 @@ class ElasticsearchTransport:
         except TransportError as exc:
             raise ClusterError(0, str(exc), ambiguous=True) from exc
         return response.body
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> Any:
-        payload = None if body is None else orjson.dumps(body)
-        return self._perform(method, path, params, payload, JSON)
-
-    def bulk(self, ndjson: bytes, *, params: Mapping[str, str] | None = None) -> Any:
-        return self._perform("POST", "/_bulk", params, ndjson, NDJSON)
-
-    def info(self) -> dict[str, Any]:
-        return dict(self.request("GET", "/"))
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class ElasticsearchStore(SearchStore):

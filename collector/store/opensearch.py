@@ -5,18 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from collector.store.base import HuntDialect
 from collector.store.search import SearchStore
 from collector.store.search_bulk import RetryPolicy
 from collector.store.search_mapping import IndexLayout
-from collector.store.search_transport import ClusterError, ConnectionOptions
-
-NDJSON = {"content-type": "application/x-ndjson"}
+from collector.store.search_transport import ClientTransport, ClusterError, ConnectionOptions
 
 
-class OpenSearchTransport:
+class OpenSearchTransport(ClientTransport):
     def __init__(self, options: ConnectionOptions) -> None:
         from opensearchpy import OpenSearch
 
@@ -42,7 +38,7 @@ class OpenSearchTransport:
         path: str,
         params: Mapping[str, str] | None,
         body: bytes | None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None,
     ) -> Any:
         from opensearchpy import ConnectionError as OsConnectionError
         from opensearchpy import TransportError
@@ -56,25 +52,6 @@ class OpenSearchTransport:
         except TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 0
             raise ClusterError(status, f"{exc.error}: {exc.info}"[:2000]) from exc
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> Any:
-        return self._perform(method, path, params, None if body is None else orjson.dumps(body))
-
-    def bulk(self, ndjson: bytes, *, params: Mapping[str, str] | None = None) -> Any:
-        return self._perform("POST", "/_bulk", params, ndjson, NDJSON)
-
-    def info(self) -> dict[str, Any]:
-        return dict(self.request("GET", "/"))
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class OpenSearchStore(SearchStore):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
+
+import orjson
 
 # Statuses worth retrying: unreachable (0), timeout, too many requests, overloaded/unavailable.
 TRANSIENT_STATUSES: Final[frozenset[int]] = frozenset({0, 408, 429, 500, 502, 503, 504})
@@ -48,6 +50,45 @@ class Transport(Protocol):
     def info(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class ClientTransport:
+    """What both client adapters share: JSON and NDJSON requests over ``_perform`` (the one
+    client-specific call, which maps the client's errors to ``ClusterError``)."""
+
+    json_headers: ClassVar[Mapping[str, str] | None] = None
+    ndjson_headers: ClassVar[Mapping[str, str]] = {"content-type": "application/x-ndjson"}
+    client: Any
+
+    def _perform(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        raise NotImplementedError
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        payload = None if body is None else orjson.dumps(body)
+        return self._perform(method, path, params, payload, self.json_headers)
+
+    def bulk(self, ndjson: bytes, *, params: Mapping[str, str] | None = None) -> Any:
+        return self._perform("POST", "/_bulk", params, ndjson, self.ndjson_headers)
+
+    def info(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/"))
+
+    def close(self) -> None:
+        self.client.close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
