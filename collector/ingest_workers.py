@@ -44,6 +44,17 @@ class Prepared:
     hits: list[tuple[int, list[Match]]]  # (position in ``events``, matches), in batch order
 
 
+def enrich_event(
+    zones: ZoneMap, event: dict[str, Any], leaves: dict[str, Any] | None, ingested: str
+) -> None:
+    """Zones and ``event.ingested``, in the event and (when given) in its leaves."""
+    zones.enrich(event, leaves)
+    if leaves is None:
+        set_path(event, "event.ingested", ingested)
+    else:
+        event["event"]["ingested"] = leaves["event.ingested"] = ingested
+
+
 def prepare(body: bytes, ingested: str, zones: ZoneMap, rules: RuleSet, limits: Limits) -> Prepared:
     """Everything of one ingest call that needs neither the store nor the alert state."""
     from collector.pipeline import dead_letter_text
@@ -51,11 +62,12 @@ def prepare(body: bytes, ingested: str, zones: ZoneMap, rules: RuleSet, limits: 
     batch = parse_batch(body, limits)
     encoded: list[EncodedEvent] = []
     hits: list[tuple[int, list[Match]]] = []
+    all_leaves = batch.leaves
     for position, (_, event) in enumerate(batch.valid):
-        zones.enrich(event)
-        set_path(event, "event.ingested", ingested)
-        encoded.append(encode_event(event))
-        matches = rules.match(event)
+        leaves = None if all_leaves is None else all_leaves[position]
+        enrich_event(zones, event, leaves, ingested)
+        encoded.append(encode_event(event, leaves))
+        matches = rules.match(event, leaves)
         if matches:
             hits.append((position, matches))
     rejected = [(r.index, r.event_id, r.reason, dead_letter_text(r.raw)) for r in batch.rejected]

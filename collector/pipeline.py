@@ -18,11 +18,11 @@ from typing import Any, cast
 import orjson
 
 from agents.errors import AuthError
-from agents.schema import IngestResponse, RejectedEvent, canonical_json, set_path, to_iso
+from agents.schema import IngestResponse, RejectedEvent, canonical_json, to_iso
 from collector.alerts import AlertManager
-from collector.ingest_workers import IngestWorkers
+from collector.ingest_workers import IngestWorkers, enrich_event
 from collector.models import Alert, DeadLetter, WriteResult
-from collector.store.base import EncodedEvent, EncodedWriter, Store
+from collector.store.base import EncodedEvent, EncodedWriter, Store, encode_event
 from collector.validate import Limits, ParsedBatch, parse_batch
 from collector.zones import ZoneMap
 from detections import RuleSet
@@ -107,7 +107,7 @@ class IngestPipeline:
                     for r in batch.rejected
                 ]
             )
-        result = self.store.write_events(events) if events else None
+        result = self._write(events, batch.leaves) if events else None
         with self._lock:
             return self._conclude(batch, events, result, ingested)
 
@@ -158,6 +158,18 @@ class IngestPipeline:
             "acked_seq": prepared.max_seq,
         }
 
+    def _write(
+        self, events: list[dict[str, Any]], leaves: list[dict[str, Any]] | None
+    ) -> WriteResult:
+        if getattr(type(self.store), "write_encoded_events", None) is None:
+            return self.store.write_events(events)
+        if leaves is None:
+            encoded = [encode_event(event) for event in events]
+        else:
+            pairs = zip(events, leaves, strict=True)
+            encoded = [encode_event(event, flat) for event, flat in pairs]
+        return cast(EncodedWriter, self.store).write_encoded_events(encoded)
+
     def _write_encoded(self, events: list[EncodedEvent]) -> WriteResult:
         # the class, not the instance: a wrapper that forwards attributes (a test's slow
         # store) keeps getting write_events, as it expects
@@ -177,11 +189,11 @@ class IngestPipeline:
         stats.by_agent_last_seen[agent_id] = at
 
     def _enrich(self, batch: ParsedBatch, ingested: str) -> list[dict[str, Any]]:
-        enrich = self.zones.enrich
+        zones, all_leaves = self.zones, batch.leaves
         events: list[dict[str, Any]] = []
-        for _, event in batch.valid:
-            enrich(event)
-            set_path(event, "event.ingested", ingested)
+        for position, (_, event) in enumerate(batch.valid):
+            leaves = None if all_leaves is None else all_leaves[position]
+            enrich_event(zones, event, leaves, ingested)
             events.append(event)
         return events
 
@@ -195,10 +207,11 @@ class IngestPipeline:
         """Detection on the events stored for the first time, alerts and counters."""
         raised: list[Alert] = []
         if result is not None and result.new_ids:
-            new_ids = result.new_ids
-            for event in events:
+            new_ids, all_leaves = result.new_ids, batch.leaves
+            for position, event in enumerate(events):
                 if event["event"]["id"] in new_ids:
-                    raised.extend(self._detect(event))
+                    leaves = None if all_leaves is None else all_leaves[position]
+                    raised.extend(self._detect(event, leaves))
         self._count(batch.agent_id, result, len(batch.rejected), len(raised), ingested)
         rejected: list[RejectedEvent] = [
             {"index": r.index, "event_id": r.event_id, "reason": r.reason} for r in batch.rejected
@@ -210,8 +223,8 @@ class IngestPipeline:
             "acked_seq": batch.max_seq,
         }
 
-    def _detect(self, event: dict[str, Any]) -> list[Alert]:
-        return [self.alerts.record(match, event) for match in self.rules.match(event)]
+    def _detect(self, event: dict[str, Any], leaves: dict[str, Any] | None = None) -> list[Alert]:
+        return [self.alerts.record(match, event) for match in self.rules.match(event, leaves)]
 
 
 def dead_letter_text(value: Any) -> str:

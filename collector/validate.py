@@ -60,6 +60,9 @@ class ParsedBatch:
     valid: list[tuple[int, dict[str, Any]]]  # (index in batch, event)
     rejected: list[Rejection]
     max_seq: int  # highest sequence number seen in the batch (valid or not), 0 if none
+    # The fast path's by-product, one per valid event: every dotted leaf path -> its value
+    # (None after the reference path). See ``collector.validate_fast``.
+    leaves: list[dict[str, Any]] | None = None
 
 
 class _NotJson(str):
@@ -155,8 +158,8 @@ def parse_batch(body: bytes, limits: Limits) -> ParsedBatch:
         )
     fast = try_fast_batch(body, limits)
     if fast is not None:
-        agent_id, name, valid, max_seq = fast
-        return ParsedBatch(agent_id, name, valid, [], max_seq)
+        agent_id, name, valid, max_seq, leaves = fast
+        return ParsedBatch(agent_id, name, valid, [], max_seq, leaves)
     return parse_batch_reference(body, limits)
 
 

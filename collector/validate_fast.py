@@ -18,6 +18,10 @@ Why each reference check still holds when this returns a batch:
 - *event contract*: the same checks as ``check_event`` on exact types (``type(x) is str``), with
   any doubt (empty objects, a path given twice, a float) handed to the reference path;
 - *event.id*: ``fastid.id_of_checked_view`` (byte-equal to ``compute_event_id``).
+
+A batch taken here also comes with each event's *leaves*: every dotted leaf path of the event
+with its value (the walk builds them anyway). Zone enrichment, encoding and streaming detection
+read those instead of walking the nested event again.
 """
 
 from __future__ import annotations
@@ -42,12 +46,12 @@ from collector.fastid import id_of_checked_view
 if TYPE_CHECKING:
     from collector.validate import Limits
 
-# (agent id, agent name, valid events with their batch index, highest sequence number)
-FastBatch = tuple[str, str, list[tuple[int, dict[str, Any]]], int]
+# (agent id, agent name, valid events with their batch index, highest sequence number,
+#  the leaves of each valid event: dotted path -> value, in the order of the valid events)
+FastBatch = tuple[str, str, list[tuple[int, dict[str, Any]]], int, list[dict[str, Any]]]
 
 _MAX_INT: Final = 2**53 - 1
 _ENVELOPE_KEYS: Final = frozenset({"schema", "agent", "events"})
-_STRING_KINDS: Final = frozenset({"str", "timestamp", "ip"})
 # The fields an agent may set, with their types (collector-set fields are refused).
 _AGENT_FIELDS: Final[dict[str, str]] = {
     path: kind for path, kind in FIELD_TYPES.items() if path not in COLLECTOR_FIELDS
@@ -100,9 +104,30 @@ def _leaf(kind: str, value: Any, limits: Limits) -> int | None:
     return None
 
 
+def _schema_tree() -> dict[str, dict[str, tuple[str, str | None]]]:
+    """Object path ("" for the event itself) -> {member key: (its dotted path, its type
+    from ``FIELD_TYPES``, or None for an object)}: the agent-settable part of the contract."""
+    tree: dict[str, dict[str, tuple[str, str | None]]] = {}
+    for path, kind in _AGENT_FIELDS.items():
+        parts = path.split(".")
+        for depth, key in enumerate(parts):
+            members = tree.setdefault(".".join(parts[:depth]), {})
+            if depth == len(parts) - 1:
+                members[key] = (path, kind)
+            else:
+                members.setdefault(key, (".".join(parts[: depth + 1]), None))
+    return tree
+
+
+_TREE: Final = _schema_tree()
+_STRING_CHECK: Final = {"str": 0, "ip": 1, "timestamp": 2}
+
+
 def _flat_fields(event: Any, limits: Limits) -> tuple[dict[str, Any], int] | None:
     """(dotted path -> leaf, members + string colons) if every leaf is a known, well-typed,
-    agent-settable field given once; None on any doubt."""
+    agent-settable field; None on any doubt. Walks the schema tree, so a key that is not one
+    level of a contract path (a dotted key such as ``"process.pid"``) is a doubt too: every
+    event taken here is plain nested objects, each path given once."""
     if type(event) is not dict:
         return None
     deepest = limits.max_depth + 2  # check_i_json's limit; the event itself is at depth 2
@@ -114,22 +139,26 @@ def _flat_fields(event: Any, limits: Limits) -> tuple[dict[str, Any], int] | Non
         node, prefix, depth = stack.pop()
         if not node or depth + 2 > deepest:  # +2: a list's items sit two levels down
             return None
+        members = _TREE[prefix]
         count += len(node)
         for key, value in node.items():
-            path = prefix + key
-            if type(value) is dict:
-                stack.append((value, path + ".", depth + 1))
-                continue
-            kind = _AGENT_FIELDS.get(path)
-            if kind is None or path in fields:
+            member = members.get(key)
+            if member is None:
                 return None
-            if type(value) is str and kind in _STRING_KINDS:  # most leaves: inline
-                if len(value) > max_string:
+            path, kind = member
+            if kind is None:
+                if type(value) is not dict:
                     return None
-                if kind == "ip":
+                stack.append((value, path, depth + 1))
+                continue
+            if type(value) is str:  # most leaves: inline
+                check = _STRING_CHECK.get(kind)
+                if check is None or len(value) > max_string:
+                    return None
+                if check == 1:
                     if not is_ip(value):
                         return None
-                elif kind == "timestamp" and not _timestamp_ok(value):
+                elif check == 2 and not _timestamp_ok(value):
                     return None
                 count += value.count(":")
             else:
@@ -141,9 +170,10 @@ def _flat_fields(event: Any, limits: Limits) -> tuple[dict[str, Any], int] | Non
     return fields, count
 
 
-def fast_event(event: Any, agent_id: str, limits: Limits) -> tuple[int, int] | None:
-    """(sekimori.seq, members + string colons) if ``check_event`` accepts the event, else
-    None (which means "ask the reference path", not "invalid")."""
+def fast_event(event: Any, agent_id: str, limits: Limits) -> tuple[int, int, dict[str, Any]] | None:
+    """(sekimori.seq, members + string colons, leaves) if ``check_event`` accepts the event,
+    else None (which means "ask the reference path", not "invalid"). ``leaves`` maps every
+    dotted leaf path of the event (all of them ``FIELD_TYPES`` paths) to its value."""
     flat = _flat_fields(event, limits)
     if flat is None:
         return None
@@ -168,7 +198,8 @@ def fast_event(event: Any, agent_id: str, limits: Limits) -> tuple[int, int] | N
             return None
     except UnicodeEncodeError:
         return None
-    return int(fields["sekimori.seq"]), count
+    fields["event.id"] = claimed
+    return int(fields["sekimori.seq"]), count, fields
 
 
 def _envelope(value: Any, limits: Limits) -> tuple[str, str, list[Any], int] | None:
@@ -201,15 +232,17 @@ def try_fast_batch(body: bytes, limits: Limits) -> FastBatch | None:
         return None
     agent_id, name, events, count = envelope
     valid: list[tuple[int, dict[str, Any]]] = []
+    leaves: list[dict[str, Any]] = []
     max_seq = 0
     for index, event in enumerate(events):
         checked = fast_event(event, agent_id, limits)
         if checked is None:
             return None
-        seq, colons = checked
+        seq, colons, fields = checked
         count += colons
         max_seq = max(max_seq, seq)
         valid.append((index, event))
+        leaves.append(fields)
     if body.count(b":") != count:  # a duplicate key somewhere (see the module docstring)
         return None
-    return agent_id, name, valid, max_seq
+    return agent_id, name, valid, max_seq, leaves

@@ -37,6 +37,10 @@ ROLES: Final = frozenset(
         "collector",
     }
 )
+_SIDES: Final = (
+    ("source.ip", "sekimori.zone.source", "sekimori.role.source"),
+    ("destination.ip", "sekimori.zone.destination", "sekimori.role.destination"),
+)
 # Address space that is site-local by definition: never "external" even when no zone names it.
 _LOCAL_NETS: Final = tuple(
     ipaddress.ip_network(n)
@@ -80,18 +84,17 @@ class ZoneMap:
     def role_of(self, ip: str) -> str | None:
         return self._lookup(ip)[1]
 
-    def enrich(self, event: dict[str, Any]) -> None:
-        """Add zone and role fields in place (only for addresses the event carries)."""
+    def enrich(self, event: dict[str, Any], leaves: dict[str, Any] | None = None) -> None:
+        """Add zone and role fields in place (only for addresses the event carries).
+
+        ``leaves``: the event's dotted leaf paths -> values (``ParsedBatch.leaves``), read
+        instead of walking the event and kept in step with it (the new fields go to both)."""
+        if leaves is not None:
+            self._enrich_leaves(event, leaves)
+            return
         lookup = self._lookup
         host_ips = get_path(event, "host.ip") or []
-        host_zone = None
-        for ip in host_ips:
-            zone = lookup(ip)[0]
-            if zone not in RESERVED_ZONES:
-                host_zone = zone
-                break
-        if host_zone is None and host_ips:
-            host_zone = lookup(host_ips[0])[0]
+        host_zone = self._host_zone(host_ips)
         if host_zone is not None:
             set_path(event, "sekimori.zone.host", host_zone)
         for side in ("source", "destination"):
@@ -101,6 +104,31 @@ class ZoneMap:
                 set_path(event, f"sekimori.zone.{side}", zone)
                 if role is not None:
                     set_path(event, f"sekimori.role.{side}", role)
+
+    def _host_zone(self, host_ips: list[str]) -> str | None:
+        """The first named zone of the host's addresses, else the first address's zone."""
+        lookup = self._lookup
+        for ip in host_ips:
+            zone = lookup(ip)[0]
+            if zone not in RESERVED_ZONES:
+                return zone
+        return lookup(host_ips[0])[0] if host_ips else None
+
+    def _enrich_leaves(self, event: dict[str, Any], leaves: dict[str, Any]) -> None:
+        added: dict[str, str] = {}
+        host_zone = self._host_zone(leaves.get("host.ip") or [])
+        if host_zone is not None:
+            added["sekimori.zone.host"] = host_zone
+        for side, zone_path, role_path in _SIDES:
+            ip = leaves.get(side)
+            if type(ip) is str:
+                zone, role = self._lookup(ip)
+                added[zone_path] = zone
+                if role is not None:
+                    added[role_path] = role
+        for path, value in added.items():
+            set_path(event, path, value)
+        leaves.update(added)
 
 
 def _classify(

@@ -17,9 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from agents.errors import NotFoundError, RuleError
+from agents.schema import FIELD_TYPES
 from detections.anchors import rule_anchors
 from detections.codegen import flat_view, generate, has_keywords
 from detections.correlation_spec import CorrelationSpec
+from detections.ir import fields_of
 from detections.model import CompiledRule, EventPredicate, Match, SkippedRule
 from detections.prefilter import AnchorIndex
 from detections.windows import ANY_CHANNEL, event_key, with_aliases
@@ -31,8 +33,16 @@ PREFILTER_MIN_RULES: Final = 12
 # (rules in load order, their anchor index or None, their generated predicates)
 _Bucket = tuple[tuple[CompiledRule, ...], AnchorIndex | None, list[EventPredicate]]
 # our own kinds: (rules in load order, their predicates, True where the predicate must see the
-# event itself rather than its flat view: keyword rules, whose reference predicate is used)
-_KindBucket = tuple[tuple[CompiledRule, ...], tuple[EventPredicate, ...], tuple[bool, ...]]
+# event itself rather than its flat view: keyword rules, whose reference predicate is used;
+# True when the generated predicates may read a validated event's leaves instead of the flat
+# view: no rule of the bucket names an interior path of the event contract)
+_KindBucket = tuple[tuple[CompiledRule, ...], tuple[EventPredicate, ...], tuple[bool, ...], bool]
+# Paths that are objects, never leaves, in an event that passed the contract
+# (``agents.schema.FIELD_TYPES`` lists leaf paths only, and no leaf path is the prefix of
+# another). A rule naming one ("process.parent") reads the object: it needs the flat view.
+_INTERIOR_PATHS: Final = frozenset(
+    path.rsplit(".", depth)[0] for path in FIELD_TYPES for depth in range(1, path.count(".") + 1)
+)
 
 
 class RuleSet:
@@ -89,11 +99,22 @@ class RuleSet:
             ref for corr in self.correlations if not corr.generate for ref in corr.rules
         )
 
-    def match(self, event: Mapping[str, Any]) -> list[Match]:
+    def match(
+        self, event: Mapping[str, Any], leaves: Mapping[str, Any] | None = None
+    ) -> list[Match]:
         """Every rule that fires on ``event`` and generates matches of its own (rules used only
-        by a correlation without ``generate: true`` stay silent)."""
+        by a correlation without ``generate: true`` stay silent).
+
+        ``leaves``: for an event that passed the agent event contract (``agents.schema``:
+        nested dicts, no dotted keys, only ``FIELD_TYPES`` leaves), every dotted leaf path
+        -> its value (``collector.validate.ParsedBatch.leaves``, enrichment included). It
+        saves building the flat view; the answer is the same."""
         silent = self._silent
-        return [rule.to_match(event) for rule in self.fired(event) if rule.rule_id not in silent]
+        if leaves is not None and (kind := _kind_of(event)) is not None:
+            fired = self._fired_kind(kind, event, leaves)
+        else:
+            fired = self.fired(event)
+        return [rule.to_match(event) for rule in fired if rule.rule_id not in silent]
 
     def fired(self, event: Mapping[str, Any], raw: bytes | None = None) -> list[CompiledRule]:
         """Every rule whose detection matches ``event`` (silent ones included), in load order.
@@ -120,21 +141,18 @@ class RuleSet:
             ]
         return [rules[i] for i in index.candidates(view, raw) if predicates[i](view)]
 
-    def _fired_kind(self, kind: str, event: Mapping[str, Any]) -> list[CompiledRule]:
-        """Our own (nested ECS) events: generated predicates over the event's flat view."""
+    def _fired_kind(
+        self, kind: str, event: Mapping[str, Any], leaves: Mapping[str, Any] | None = None
+    ) -> list[CompiledRule]:
+        """Our own (nested ECS) events: generated predicates over the event's flat view (or
+        its contract leaves, which answer the same for every path a leaf-safe bucket reads)."""
         bucket = self._kind_buckets.get(kind)
         if bucket is None:
-            rules = self._by_kind.get(kind, ())
-            keywords = tuple(has_keywords(rule.condition) for rule in rules)
-            predicates = tuple(
-                rule.predicate if kw else generate(rule.condition, dotted=True)
-                for rule, kw in zip(rules, keywords, strict=True)
-            )
-            bucket = self._kind_buckets[kind] = (rules, predicates, keywords)
-        rules, predicates, keywords = bucket
+            bucket = self._kind_buckets[kind] = self._kind_bucket(kind)
+        rules, predicates, keywords, leaf_safe = bucket
         if not rules:
             return []
-        view = flat_view(event)
+        view = leaves if leaves is not None and leaf_safe else flat_view(event)
         if view is None:  # a dotted key or an exotic mapping: the reference path
             return [rule for rule in rules if rule.predicate(event)]
         return [
@@ -142,6 +160,19 @@ class RuleSet:
             for rule, predicate, kw in zip(rules, predicates, keywords, strict=True)
             if predicate(event if kw else view)
         ]
+
+    def _kind_bucket(self, kind: str) -> _KindBucket:
+        rules = self._by_kind.get(kind, ())
+        keywords = tuple(has_keywords(rule.condition) for rule in rules)
+        predicates = tuple(
+            rule.predicate if kw else generate(rule.condition, dotted=True)
+            for rule, kw in zip(rules, keywords, strict=True)
+        )
+        named: set[str] = set()
+        for rule, kw in zip(rules, keywords, strict=True):
+            if not kw:
+                fields_of(rule.condition, named)
+        return rules, predicates, keywords, not (named & _INTERIOR_PATHS)
 
     def fired_reference(self, event: Mapping[str, Any]) -> list[CompiledRule]:
         """What :meth:`fired` answers, the slow way: every routed rule's reference predicate

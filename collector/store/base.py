@@ -47,9 +47,22 @@ def _field(event: dict[str, Any], parent: str, name: str) -> Any:
     return get_path(event, f"{parent}.{name}")
 
 
-def encode_event(event: dict[str, Any]) -> EncodedEvent:
-    """The ``EncodedEvent`` of a validated, enriched event."""
+def encode_event(event: dict[str, Any], leaves: dict[str, Any] | None = None) -> EncodedEvent:
+    """The ``EncodedEvent`` of a validated, enriched event (``leaves``: its dotted leaf paths
+    -> values, when the validator has them, saves the lookups)."""
     stamp = event["@timestamp"]
+    if leaves is not None:
+        return EncodedEvent(
+            leaves["event.id"],
+            parse_iso(stamp).timestamp(),
+            stamp,
+            leaves["host.name"],
+            leaves["sekimori.kind"],
+            leaves.get("process.pid"),
+            leaves["agent.id"],
+            leaves["sekimori.seq"],
+            orjson.dumps(event),
+        )
     return EncodedEvent(
         _field(event, "event", "id"),
         parse_iso(stamp).timestamp(),

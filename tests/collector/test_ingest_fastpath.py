@@ -22,8 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.errors import InputError
-from agents.schema import COLLECTOR_FIELDS, FIELD_TYPES, canonical_json, compute_event_id, seal
+from agents.schema import (
+    COLLECTOR_FIELDS,
+    FIELD_TYPES,
+    canonical_json,
+    compute_event_id,
+    flatten,
+    seal,
+)
 from collector.fastid import canonical_bytes, id_of_checked_view, id_of_view
+from collector.ingest_workers import enrich_event
+from collector.store.base import encode_event
 from collector.validate import Limits, ParsedBatch, parse_batch, parse_batch_reference
 from collector.validate_fast import try_fast_batch
 from collector.zones import _classify, example_zones_path, load_zones
@@ -120,10 +129,32 @@ DUMPS: dict[str, Callable[[Any], bytes]] = {
 def _same(body: bytes) -> tuple[Any, ...]:
     fast = _outcome(body, parse_batch)
     assert fast == _outcome(body, parse_batch_reference)
+    _check_leaves(body)
     return fast
 
 
+ZONES = load_zones(example_zones_path())
+
+
+def _check_leaves(body: bytes) -> None:
+    """A batch taken by the fast path comes with each event's leaves: exactly its dotted
+    leaf paths and values, and still so after zone enrichment and ``event.ingested``."""
+    try:
+        parsed = parse_batch(body, LIMITS)
+    except InputError:
+        return
+    if parsed.leaves is None:
+        return
+    assert len(parsed.leaves) == len(parsed.valid)
+    for (_, event), leaves in zip(parsed.valid, parsed.leaves, strict=True):
+        assert leaves == dict(flatten(event))
+        enrich_event(ZONES, event, leaves, "2026-11-26T00:00:00.000000Z")
+        assert leaves == dict(flatten(event))
+        assert encode_event(event, leaves) == encode_event(event)
+
+
 def test_valid_batches_take_the_fast_path_with_the_same_result() -> None:
+    assert parse_batch(orjson.dumps(batch([build_event(seq=1)])), LIMITS).leaves is not None
     events = [
         build_event(seq=1),
         build_event("network_connection", seq=2, destination__ip="2001:db8::1"),

@@ -113,3 +113,62 @@ def test_flat_view_answers_what_the_getter_answers(event: dict[str, Any]) -> Non
 def test_flat_view_refuses_events_it_cannot_mirror() -> None:
     assert flat_view({"process.pid": 1}) is None
     assert flat_view({"process": {"parent.pid": 1}}) is None
+
+
+def _contract_leaves(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The leaves the ingest validator hands over (``ParsedBatch.leaves``) for an event of the
+    agent contract's shape (nested non-empty dicts, no dotted keys, only FIELD_TYPES paths),
+    or None for an event that would never come with leaves."""
+    from agents.schema import FIELD_TYPES, flatten
+
+    def plain(node: dict[str, Any]) -> bool:
+        return bool(node) and all(
+            "." not in key and (type(value) is not dict or plain(value))
+            for key, value in node.items()
+        )
+
+    if not plain(event):
+        return None
+    leaves = dict(flatten(event))
+    return leaves if set(leaves) <= set(FIELD_TYPES) else None
+
+
+def test_contract_leaves_answer_what_the_flat_view_answers(ruleset: RuleSet) -> None:
+    """The ingest path passes the validator's leaves instead of building the flat view."""
+    checked = fired = 0
+    for base in sample_events() + list(anchored_events(ruleset)):
+        for event in variants(base):
+            leaves = _contract_leaves(event)
+            if leaves is None:
+                continue
+            expected = [m.rule_id for m in ruleset.match(event)]
+            assert [m.rule_id for m in ruleset.match(event, leaves)] == expected, event
+            reference = [r.rule_id for r in ruleset.fired_reference(event)]
+            assert set(expected) <= set(reference)
+            checked += 1
+            fired += len(expected)
+    assert checked > 300 and fired > 50, (checked, fired)
+
+
+def test_a_rule_naming_an_object_path_keeps_the_flat_view(tmp_path: Any) -> None:
+    """``process.parent`` is an object in a contract event, absent from its leaves: a rule
+    that names it must still see the object (here: it is not null, so the rule stays quiet)."""
+    (tmp_path / "parent_null.yml").write_text(
+        "title: parent is null\nid: 1f0c0a51-0000-4000-8000-000000000001\nstatus: test\n"
+        "logsource: {category: process_creation, product: linux}\nlevel: low\n"
+        "detection:\n  sel:\n    process.parent: null\n    process.name: bash\n"
+        "  condition: sel\n",
+        encoding="utf-8",
+    )
+    rules = load_rules([tmp_path])
+    assert not rules.errors and len(rules) == 1
+    event = {
+        "sekimori": {"kind": "process_start"},
+        "process": {"name": "bash", "pid": 5, "parent": {"pid": 1}},
+    }
+    leaves = _contract_leaves(event)
+    assert leaves is not None and "process.parent" not in leaves
+    assert rules.fired_reference(event) == []
+    assert rules.match(event, leaves) == [] == rules.match(event)
+    orphan = {"sekimori": {"kind": "process_start"}, "process": {"name": "bash", "pid": 5}}
+    assert len(rules.match(orphan, _contract_leaves(orphan))) == 1
