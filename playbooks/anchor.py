@@ -1,7 +1,7 @@
 """Where an alert happened: its host, time span, processes and destinations.
 
-Found by fetching the alert's own events (``EventQuery(ids=alert.event_ids)``); if the store
-no longer has them, the alert's host and first/last seen times are used instead.
+Found by fetching the alert's own events (``collector.event_lookup.alert_events``); if the
+store no longer has them, the alert's host and first/last seen times are used instead.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from agents.schema import get_path, parse_iso
+from collector.event_lookup import alert_events
 from collector.models import Alert, EventQuery
 from collector.store.base import Store
 
@@ -60,9 +61,7 @@ def event_time(event: Mapping[str, Any]) -> datetime:
 
 
 def alert_anchor(alert: Alert, store: Store) -> AlertAnchor:
-    ids = alert.event_ids[:MAX_ANCHOR_EVENTS]
-    # An empty ``ids`` filter means "no filter" to a store: never send one.
-    events = store.query_events(EventQuery(ids=ids, limit=len(ids))) if ids else []
+    events = alert_events(store, alert, MAX_ANCHOR_EVENTS)
     mine = [ev for ev in events if get_path(ev, "host.name") == alert.host] or events
     if not mine:
         return AlertAnchor(host=alert.host, first=alert.first_seen, last=alert.last_seen, events=())

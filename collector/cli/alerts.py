@@ -74,14 +74,14 @@ def alerts_list(
 @json_option
 def alerts_show(alert_id: str, data_dir: Path, as_json: bool) -> None:
     """Show one alert with its matching events."""
-    from collector.models import EventQuery
+    from collector.event_lookup import alert_events
     from collector.timeline import summarise_event
 
     store = open_store(data_dir)
     alert = store.get_alert(alert_id)
     if alert is None:
         raise NotFoundError(f"no alert with id {alert_id!r}", remedy="sekimori alerts list")
-    events = store.query_events(EventQuery(ids=alert.event_ids))
+    events = alert_events(store, alert)
     if as_json:
         print_json({**alert.to_json(), "events": events})
         return

@@ -1,10 +1,10 @@
 """Embedded default store: one SQLite file in WAL mode.
 
 Events are kept whole as JSON with a few indexed columns for timelines and playbook queries.
-The events table is a rowid table (appends at the end) with a unique index on the
-deterministic ``event.id`` (random keys, but small index entries): a write skips ids already
-stored, so a resend is a no-op. Files made before this layout (``WITHOUT ROWID`` keyed on
-``id``) keep working with the same statements, only slower to fill. Triage records
+The events table is a rowid table (appends at the end) with a unique ``(ts, id)`` index on the
+timestamp and deterministic ``event.id``: a write skips events already stored, so a resend is
+a no-op (layouts, and why not a plain id index: ``collector.store.sqlite_events``). Concurrent
+writes share transactions (``collector.store.group_commit``). Triage records
 form a hash chain (each record's hash covers the previous hash), so editing or deleting one
 is detectable by ``verify_triage_chain``.
 """
@@ -37,22 +37,9 @@ from collector.models import (
 from collector.store import sqlite_query
 from collector.store.base import EncodedEvent, HuntDialect, encode_event
 from collector.store.group_commit import GroupCommit
+from collector.store.sqlite_events import ensure_events_table, write_groups
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    n INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    ts REAL NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    pid INTEGER,
-    agent_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    doc BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_host_ts ON events(host, ts);
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE INDEX IF NOT EXISTS events_agent_seq ON events(agent_id, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     agent_id TEXT NOT NULL,
@@ -97,12 +84,10 @@ CREATE INDEX IF NOT EXISTS triage_at ON triage(at);
 """
 
 
-# Ingest speed (bench/store_ingest.py): a 64 MiB page cache keeps the id and time indices hot,
-# and a checkpoint every 10,000 WAL pages (~40 MiB) instead of 1,000 halves the fsyncs.
-_WRITE_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000")
-_INSERT_EVENT = (
-    "INSERT INTO events(id, ts, host, kind, pid, agent_id, seq, doc) VALUES (?,?,?,?,?,?,?,?)"
-)
+# Ingest speed (bench/store_ingest.py): a 64 MiB page cache keeps the recent end of the
+# indices hot, and a checkpoint every 2,500 WAL pages (~40 MiB of 16 KiB pages) instead of
+# the default 1,000 halves the fsyncs.
+_WRITE_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=2500")
 
 
 def _ts(moment: datetime) -> float:
@@ -137,6 +122,7 @@ class SqliteStore:
             for pragma in _WRITE_PRAGMAS:
                 self._conn.execute(pragma)
             self._conn.execute("PRAGMA busy_timeout=5000")
+            self._rowid = ensure_events_table(self._conn)
             self._conn.executescript(_SCHEMA)
             sqlite_query.prepare(self._conn)
         except sqlite3.Error as exc:
@@ -179,32 +165,9 @@ class SqliteStore:
         return self._group.write(events)
 
     def _write_groups(self, batches: list[Sequence[EncodedEvent]]) -> list[WriteResult]:
-        """Write batches in one transaction, as if one after another: skips ids stored
-        before and ids an earlier batch of the group (or the same batch) already holds."""
+        """One transaction for a group of batches (``sqlite_events.write_groups``)."""
         with self._tx() as conn:
-            existing: set[str] = set()
-            ids = [ev.id for events in batches for ev in events]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                existing.update(
-                    r[0]
-                    for r in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk)
-                )
-            fresh: list[tuple[Any, ...]] = []
-            results: list[WriteResult] = []
-            for events in batches:
-                new_ids: set[str] = set()
-                for ev in events:
-                    if ev.id not in existing:
-                        existing.add(ev.id)
-                        new_ids.add(ev.id)
-                        fresh.append(
-                            (ev.id, ev.ts, ev.host, ev.kind, ev.pid, ev.agent_id, ev.seq, ev.doc)
-                        )
-                results.append(WriteResult(frozenset(new_ids), len(events) - len(new_ids)))
-            conn.executemany(_INSERT_EVENT, fresh)
-        return results
+            return write_groups(conn, batches, self._rowid)
 
     def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
         where, params = sqlite_query.conditions(
