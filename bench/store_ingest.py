@@ -181,6 +181,8 @@ def main() -> int:
             store = open_store(f"sqlite://{tmp}/bench.db")
             elapsed = through_pipeline(store, batches, args.profile, args.workers, args.concurrency)
             assert store.count_events() == args.events
+            groups, written = getattr(store, "group_commits", (0, 0))
+            print(f"  group commit: {written} batches in {groups} transactions")
             store.close()
         print(
             f"sqlite pipeline ({how}): {args.events} events in {elapsed:.2f} s"

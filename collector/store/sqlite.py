@@ -164,6 +164,11 @@ class SqliteStore:
         (``collector.store.group_commit``); each gets the result of its own batch."""
         return self._group.write(events)
 
+    @property
+    def group_commits(self) -> tuple[int, int]:
+        """(transactions, batches written in them) since this store was opened."""
+        return self._group.groups, self._group.batches
+
     def _write_groups(self, batches: list[Sequence[EncodedEvent]]) -> list[WriteResult]:
         """One transaction for a group of batches (``sqlite_events.write_groups``)."""
         with self._tx() as conn:

@@ -111,7 +111,7 @@ def test_concurrent_sqlite_writes_store_each_event_once_and_group(tmp_path: Path
     assert len(new) == len(set(new)) == 600
     assert sum(result.duplicates for result in results) == 1200
     assert store.count_events() == 600
-    assert store._group.batches == 90
+    assert store.group_commits[1] == 90
     store.close()
 
 
