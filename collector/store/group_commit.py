@@ -1,10 +1,11 @@
 """Group commit: concurrent event writes share one store transaction.
 
 Every batch an agent sends is one ``write_encoded_events`` call. On SQLite each call is a
-transaction, and a transaction's cost is mostly the index pages it dirties: the unique index on
-the random ``event.id`` spreads a batch's inserts over hundreds of pages, and every dirtied page
-is written to the WAL at commit. Writing the batches of several concurrent callers in one
-transaction dirties many of those pages once instead of once per batch (bench/RESULTS.md).
+transaction, and a transaction's cost is mostly the pages it dirties, each written to the WAL
+at commit. Concurrent agents' batches touch the same pages (the recent end of the table and of
+its indices), so one commit for several batches writes them once instead of once per batch;
+on files with the older random ``event.id`` index the saving is much larger
+(bench/RESULTS.md). (Tried on the search stores as one bulk per group: no measurable gain.)
 
 The first caller to find the store idle becomes the *leader*: it takes every batch waiting at
 that moment (up to ``max_events``), writes them with one ``write_many`` call, hands each caller

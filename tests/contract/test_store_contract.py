@@ -38,6 +38,28 @@ def test_resend_is_a_noop(store: Store) -> None:
     assert store.count_events() == 6
 
 
+def test_racing_resends_store_each_event_once(store: Store) -> None:
+    """Concurrent writes (which the SQLite and search stores group into shared transactions
+    or bulk requests) answer as if one after another: every id is new for exactly one
+    caller, and the store holds each event once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from collector.store.base import encode_event
+
+    batches = [
+        [encode_event(build_event(seq=b * 10 + i + 1, timestamp=ts(b))) for i in range(10)]
+        for b in range(12)
+    ]
+    write = store.write_encoded_events  # type: ignore[attr-defined]  # every shipped store
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(write, batches + batches[::-1] + batches))
+    new = [event_id for result in results for event_id in result.new_ids]
+    assert len(new) == len(set(new)) == 120
+    assert sum(r.duplicates for r in results) == 240
+    assert all(r.inserted + r.duplicates == 10 for r in results)
+    assert store.count_events() == 120
+
+
 def test_query_by_host_time_kind_pid(store: Store) -> None:
     store.write_events(
         [
