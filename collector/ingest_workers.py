@@ -9,18 +9,21 @@ collector process then writes, keeps the alert bookkeeping (one consistent view)
 alerts only for events the store saw for the first time, as the in-process path does.
 
 Workers are forked (the compiled rules are closures and cannot be pickled), from the thread
-that builds the pipeline, before the server starts its threads. They are daemons: they die
-with the collector, and ``close()`` stops them sooner.
+that builds the pipeline, before the server starts its threads. ``close()`` stops them; a
+collector killed outright (SIGKILL) cannot, so each worker also exits within a second of
+being re-parented.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from agents.errors import InputError, StoreError
 from agents.schema import set_path
@@ -74,13 +77,25 @@ def prepare(body: bytes, ingested: str, zones: ZoneMap, rules: RuleSet, limits: 
     return Prepared(batch.agent_id, batch.agent_name, batch.max_seq, rejected, encoded, hits)
 
 
+PARENT_CHECK_SECONDS: Final = 1.0
+
 # The worker's copy of the pipeline's configuration (inherited through fork, never pickled).
 _STATE: tuple[ZoneMap, RuleSet, Limits] | None = None
 
 
-def _init_worker(state: tuple[ZoneMap, RuleSet, Limits]) -> None:
+def _init_worker(state: tuple[ZoneMap, RuleSet, Limits], parent: int) -> None:
     global _STATE  # noqa: PLW0603 - one configuration per worker process
     _STATE = state
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker outlives a collector killed with SIGKILL (nothing closes the pool): once the
+    worker is re-parented, it exits."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _prepare_in_worker(body: bytes, ingested: str) -> Prepared | tuple[str, str, str | None]:
@@ -124,7 +139,7 @@ class IngestWorkers:
             self.count,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_worker,
-            initargs=(self._state,),
+            initargs=(self._state, os.getpid()),
         )
         pool.submit(int).result()  # fork every worker now (fork starts them all at once)
         return pool

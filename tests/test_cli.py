@@ -273,3 +273,15 @@ def test_tokens_agents_and_revocation(tmp_path: Path) -> None:
     code, _, err = run("agent", "revoke", "nobody", "--data-dir", str(tmp_path))
     assert code == 7
     assert "no enrolled agent 'nobody'" in err
+
+
+def test_ingest_workers_option() -> None:
+    from collector.cli.service import MAX_AUTO_WORKERS, auto_workers
+
+    assert auto_workers(1) == 0  # a worker on one core would only add copying
+    assert auto_workers(2) == 2
+    assert auto_workers(64) == MAX_AUTO_WORKERS
+    for bad in ("99", "-1", "two"):
+        result = CliRunner().invoke(cli, ["collector", "run", "--ingest-workers", bad])
+        assert result.exit_code == 2
+        assert "not a number from 0 to 64 or 'auto'" in result.output

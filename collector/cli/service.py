@@ -21,6 +21,28 @@ from collector.cli.common import (
     store_options,
 )
 
+MAX_AUTO_WORKERS = 8
+MAX_WORKERS = 64
+
+
+def _workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    """``--ingest-workers``: a whole number 0..``MAX_WORKERS``, or ``auto``."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return auto_workers()
+    if not text.isdigit() or int(text) > MAX_WORKERS:
+        raise click.BadParameter(f"{value!r} is not a number from 0 to {MAX_WORKERS} or 'auto'")
+    return int(text)
+
+
+def auto_workers(cores: int | None = None) -> int:
+    """One ingest worker per core when there are two or more (at most ``MAX_AUTO_WORKERS``);
+    none on one core, where a worker would only add copying."""
+    import os
+
+    count = cores if cores is not None else (os.cpu_count() or 1)
+    return min(count, MAX_AUTO_WORKERS) if count >= 2 else 0
+
 
 def _collector_options(func: Any) -> Any:
     for option in reversed(
@@ -59,10 +81,13 @@ def _collector_options(func: Any) -> Any:
             click.option("--store-user", help="Cluster user (basic auth)."),
             click.option(
                 "--ingest-workers",
-                type=click.IntRange(0, 64),
-                default=0,
+                metavar="N|auto",
+                default="auto",
+                callback=_workers,
                 show_default=True,
-                help="Worker processes for parsing, validation and matching (0: in-process).",
+                help="Worker processes for parsing, validation and matching: a number (0:"
+                " all in the collector process) or 'auto' (one per core when there are"
+                " two or more, capped at 8). See docs/stores.md.",
             ),
             click.option(
                 "--store-password-env",

@@ -286,6 +286,29 @@ def test_a_process_living_under_10ms_is_captured(deployment: Deployment) -> None
     assert event["process"]["parent"]["pid"] == os.getpid()
 
 
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def test_collector_run_ingests_through_its_worker_processes(deployment: Deployment) -> None:
+    """``collector run`` without ``--ingest-workers`` forks one ingest worker per core (on
+    two or more cores): the events above came through them. A collector killed outright
+    (SIGKILL: nothing closes the pool) leaves no orphan workers behind."""
+    from collector.cli.service import auto_workers
+
+    workers = _children(deployment.collector.pid)
+    assert len(workers) == auto_workers(), workers
+    deployment.collector.kill()
+    deployment.collector.wait(10)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers exit")
+
+
 def _marked(marker: str) -> None:
     """A process that lives ~50 ms with ``marker`` as its last argument. This test is about
     delivery, not capture speed (the test above covers sub-10-ms processes), so the process
