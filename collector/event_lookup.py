@@ -23,7 +23,7 @@ MARGIN: Final = timedelta(minutes=10)
 
 def alert_events(store: Store, alert: Alert, limit: int | None = None) -> list[dict[str, Any]]:
     """The stored events among ``alert.event_ids`` (the first ``limit`` of them)."""
-    ids = alert.event_ids[:limit] if limit is not None else alert.event_ids
+    ids = alert.event_ids[: max(limit, 0)] if limit is not None else alert.event_ids
     if not ids:  # an empty ids filter means "no filter" to a store: never send one
         return []
     near = EventQuery(
@@ -41,9 +41,10 @@ def alert_events(store: Store, alert: Alert, limit: int | None = None) -> list[d
     return events
 
 
-def _store_order(event: dict[str, Any]) -> tuple[float, str, int]:
+def _store_order(event: dict[str, Any]) -> tuple[float, str, int, str]:
     return (
         parse_iso(str(event["@timestamp"])).timestamp(),
         str(get_path(event, "agent.id")),
         int(get_path(event, "sekimori.seq") or 0),
+        str(get_path(event, "event.id")),
     )

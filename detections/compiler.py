@@ -103,16 +103,22 @@ def _substrings(test: tuple[Any, ...]) -> tuple[str, ...] | None:
     return None
 
 
-_JOINED: list[Any] = [None, ""]  # (event, its joined text): the last event searched
+# (event, its joined text) of the last event searched. One tuple, read and replaced whole:
+# threads matching at once (streaming detection, the analytics job) can only miss the cache,
+# never pair one event with another event's text.
+_LAST_JOINED: tuple[Any, str] = (None, "")
 
 
 def joined_text(event: Mapping[str, Any]) -> str:
     """Every scalar of ``event`` as text, NUL-joined and lower-cased: what keyword tests
     search (built once per event: the last event's text is kept)."""
-    if _JOINED[0] is not event:  # a strong reference: the identity check cannot be fooled
-        parts = [leaf if type(leaf) is str else as_text(leaf) or "" for leaf in leaves(event)]
-        _JOINED[0], _JOINED[1] = event, "\x00".join(parts).lower()
-    text: str = _JOINED[1]
+    global _LAST_JOINED  # noqa: PLW0603 - a one-entry cache, replaced atomically
+    cached = _LAST_JOINED
+    if cached[0] is event:  # a strong reference: the identity check cannot be fooled
+        return cached[1]
+    parts = [leaf if type(leaf) is str else as_text(leaf) or "" for leaf in leaves(event)]
+    text = "\x00".join(parts).lower()
+    _LAST_JOINED = (event, text)
     return text
 
 

@@ -281,7 +281,7 @@ def test_ingest_workers_option() -> None:
     assert auto_workers(1) == 0  # a worker on one core would only add copying
     assert auto_workers(2) == 2
     assert auto_workers(64) == MAX_AUTO_WORKERS
-    for bad in ("99", "-1", "two"):
+    for bad in ("99", "-1", "two", "\u00b2", "1e3"):
         result = CliRunner().invoke(cli, ["collector", "run", "--ingest-workers", bad])
         assert result.exit_code == 2
         assert "not a number from 0 to 64 or 'auto'" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,18 @@ def _workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     text = str(value).strip().lower()
     if text == "auto":
         return auto_workers()
-    if not text.isdigit() or int(text) > MAX_WORKERS:
+    if not re.fullmatch(r"[0-9]{1,3}", text) or int(text) > MAX_WORKERS:
         raise click.BadParameter(f"{value!r} is not a number from 0 to {MAX_WORKERS} or 'auto'")
     return int(text)
 
 
 def auto_workers(cores: int | None = None) -> int:
-    """One ingest worker per core when there are two or more (at most ``MAX_AUTO_WORKERS``);
+    """One ingest worker per core this process may run on (affinity, as a container or
+    ``taskset`` sets it) when there are two or more (at most ``MAX_AUTO_WORKERS``);
     none on one core, where a worker would only add copying."""
     import os
 
-    count = cores if cores is not None else (os.cpu_count() or 1)
+    count = cores if cores is not None else len(os.sched_getaffinity(0))
     return min(count, MAX_AUTO_WORKERS) if count >= 2 else 0
 
 

@@ -65,18 +65,23 @@ class GroupCommit:
                     self._cond.wait()
                     continue
                 self._leading = True
-                group = self._take()
+                group: list[_Request] = []
                 try:
+                    group = self._take()
                     self._cond.release()
                     try:
                         self._run(group)
                     finally:
                         self._cond.acquire()
                 finally:
+                    for taken in group:  # only if _run itself was interrupted
+                        if not taken.done:
+                            taken.error = StoreError("the group write was interrupted")
+                            taken.done = True
                     self._leading = False
                     self._cond.notify_all()
         if request.error is not None:
-            raise request.error
+            raise _own_copy(request.error)
         if request.result is None:  # pragma: no cover - done always comes with one of the two
             raise StoreError("group write finished without a result")
         return request.result
@@ -113,3 +118,13 @@ def _one_each(results: list[WriteResult], group: list[_Request]) -> list[WriteRe
     if len(results) != len(group):
         raise StoreError(f"group write returned {len(results)} results for {len(group)} batches")
     return results
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """The group's error for one caller: every caller of a failed group raises it, so each
+    gets its own exception (one object raised in several threads would share a traceback)."""
+    if isinstance(error, StoreError):
+        copy = StoreError(error.message, source=error.source, remedy=error.remedy)
+        copy.__cause__ = error
+        return copy
+    return error  # not a store failure (a bug): raised as it is

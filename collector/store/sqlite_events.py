@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS events_host_ts ON events(host, ts);
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE INDEX IF NOT EXISTS events_agent_seq ON events(agent_id, seq);
 """
+_EARLIER_INDEX_NAMES: Final = ("events_host_ts", "events_ts", "events_agent_seq")
 _COLUMNS: Final = "id, ts, host, kind, pid, agent_id, seq, doc"
 _INSERT: Final = f"INSERT INTO events({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 # Only a uniqueness conflict is skipped (a NOT NULL violation still fails the transaction).
@@ -59,15 +60,50 @@ _INSERT_NEW: Final = _INSERT + " ON CONFLICT DO NOTHING"
 
 def ensure_events_table(conn: sqlite3.Connection) -> bool:
     """Create the table in the current layout if the file has none; True when the table has
-    the rowid column ``n`` (every layout but the first)."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-    ).fetchone()
-    if exists is None:
-        conn.executescript(CURRENT_LAYOUT)
+    the rowid column ``n`` (every layout but the first). A file that needs nothing is only
+    read (a read-only copy opens too); otherwise the change is one write transaction, so two
+    processes opening a new file at once cannot race. ``conn`` must be in autocommit mode."""
+    if _complete(conn):
+        return _has_rowid(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has(conn, "table", "events"):
+            _run_script(conn, CURRENT_LAYOUT)
+        elif not _has(conn, "index", "events_ts_id"):  # an earlier layout keeps its indices
+            _run_script(conn, _EARLIER_INDICES)
+        rowid = _has_rowid(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return rowid
+
+
+def _complete(conn: sqlite3.Connection) -> bool:
+    """The table and every index of its layout exist already."""
+    if not _has(conn, "table", "events"):
+        return False
+    if _has(conn, "index", "events_ts_id"):
         return True
-    conn.executescript(_EARLIER_INDICES)
+    return all(_has(conn, "index", name) for name in _EARLIER_INDEX_NAMES)
+
+
+def _has_rowid(conn: sqlite3.Connection) -> bool:
     return any(row[1] == "n" for row in conn.execute("PRAGMA table_info(events)"))
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """``executescript`` would commit the open transaction first: one statement at a time."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _has(conn: sqlite3.Connection, kind: str, name: str) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind, name)
+    ).fetchone()
+    return found is not None
 
 
 def write_groups(

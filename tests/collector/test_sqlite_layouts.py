@@ -117,3 +117,34 @@ def test_alert_events_use_the_alert_span_and_still_find_events_outside_it(
     assert alert_events(store, mixed, limit=1)[0]["sekimori"]["seq"] == 3
     assert alert_events(store, _alert([], "2026-11-26T10:00:00Z", "2026-11-26T10:00:00Z")) == []
     store.close()
+
+
+def test_reopening_a_new_file_adds_no_index(tmp_path: Path) -> None:
+    for _ in range(2):
+        SqliteStore(tmp_path / "again.db").close()
+    assert set(_indices(tmp_path / "again.db")) == {
+        "events_ts_id",
+        "events_host_ts",
+        "events_agent_seq",
+    }
+
+
+def test_processes_creating_one_file_at_once_do_not_race(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "race.db"
+    with ThreadPoolExecutor(6) as pool:
+        stores = list(pool.map(lambda _: SqliteStore(path), range(6)))
+    for store in stores:
+        store.close()
+    assert set(_indices(path)) == {"events_ts_id", "events_host_ts", "events_agent_seq"}
+
+
+def test_checkpoints_every_40_mib_whatever_the_page_size(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:  # an earlier file: SQLite's default 4 KiB pages
+        conn.executescript(_EARLIER["rowid_unique_id"])
+    for path, pages in ((tmp_path / "new.db", 2560), (old, 10240)):
+        store = SqliteStore(path)
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == pages
+        store.close()
