@@ -39,7 +39,8 @@ SERVE = """
 import signal, sys, threading
 from pathlib import Path
 from collector.service import CollectorConfig, CollectorThread, build_collector
-config = CollectorConfig(data_dir=Path(sys.argv[1]), port=int(sys.argv[2]))
+workers = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+config = CollectorConfig(data_dir=Path(sys.argv[1]), port=int(sys.argv[2]), ingest_workers=workers)
 server = CollectorThread(build_collector(config))
 server.start()
 stop = threading.Event()

@@ -35,25 +35,11 @@ sys.path.insert(0, str(REPO))
 
 from agents.identity import Identity, enroll  # noqa: E402
 from agents.schema import BATCH_SCHEMA, seal  # noqa: E402
-from bench.agent_load import free_port  # noqa: E402
+from bench.agent_load import SERVE, free_port  # noqa: E402
 from bench.store_events import events as make_events  # noqa: E402
 from collector.registry import Registry  # noqa: E402
 
 BATCH = 500
-SERVE = """
-import signal, sys, threading
-from pathlib import Path
-from collector.service import CollectorConfig, CollectorThread, build_collector
-config = CollectorConfig(data_dir=Path(sys.argv[1]), port=int(sys.argv[2]),
-                         ingest_workers=int(sys.argv[3]))
-server = CollectorThread(build_collector(config))
-server.start()
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-print("listening", flush=True)
-stop.wait()
-server.stop()
-"""
 
 
 def agent_bodies(identities: list[Identity], count: int) -> list[list[bytes]]:
