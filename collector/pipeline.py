@@ -158,23 +158,29 @@ class IngestPipeline:
             "acked_seq": prepared.max_seq,
         }
 
+    @property
+    def _encoded_writer(self) -> EncodedWriter | None:
+        """The store, if it has the encoded fast path. Asked of the class, not the instance,
+        and of the current store: a wrapper that forwards attributes (a test's slow store,
+        set after construction) keeps getting write_events."""
+        if getattr(type(self.store), "write_encoded_events", None) is None:
+            return None
+        return cast(EncodedWriter, self.store)
+
     def _write(
         self, events: list[dict[str, Any]], leaves: list[dict[str, Any]] | None
     ) -> WriteResult:
-        if getattr(type(self.store), "write_encoded_events", None) is None:
+        writer = self._encoded_writer
+        if writer is None:
             return self.store.write_events(events)
-        if leaves is None:
-            encoded = [encode_event(event) for event in events]
-        else:
-            pairs = zip(events, leaves, strict=True)
-            encoded = [encode_event(event, flat) for event, flat in pairs]
-        return cast(EncodedWriter, self.store).write_encoded_events(encoded)
+        flats: list[dict[str, Any] | None] = list(leaves) if leaves else [None] * len(events)
+        encoded = [encode_event(event, flat) for event, flat in zip(events, flats, strict=True)]
+        return writer.write_encoded_events(encoded)
 
     def _write_encoded(self, events: list[EncodedEvent]) -> WriteResult:
-        # the class, not the instance: a wrapper that forwards attributes (a test's slow
-        # store) keeps getting write_events, as it expects
-        if getattr(type(self.store), "write_encoded_events", None) is not None:
-            return cast(EncodedWriter, self.store).write_encoded_events(events)
+        writer = self._encoded_writer
+        if writer is not None:
+            return writer.write_encoded_events(events)
         return self.store.write_events([orjson.loads(event.doc) for event in events])
 
     def _count(
